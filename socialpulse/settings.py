@@ -1,0 +1,106 @@
+"""One typed settings object, read from environment variables (prefix ``SOCIALPULSE_``).
+
+Every store has an embedded default under the state folder and an external URL/DSN setting. When the
+URL/DSN of a store is set, the embedded service for it is not started and the URL is used as is.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SOCIALPULSE_", extra="ignore")
+
+    env: Literal["local", "production"] = "local"
+    home: Path = Field(default=Path(".socialpulse"), description="state folder for every embedded service")
+
+    # external stores: when set, the embedded service is not started
+    lake_uri: str | None = Field(default=None, description="Delta lake root (local path or s3:// URI)")
+    media_uri: str | None = Field(default=None, description="media store root (local path)")
+    postgres_dsn: str | None = None
+    redis_url: str | None = None
+    spark_remote: str | None = Field(default=None, description="Spark Connect URL, e.g. sc://host:15002")
+    mlflow_tracking_uri: str | None = None
+
+    # embedded service ports (127.0.0.1 only)
+    postgres_port: int = 55432
+    redis_port: int = 56379
+    spark_port: int = 50051
+    mlflow_port: int = 5050
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    dagster_port: int = 3000
+
+    postgres_db: str = "socialpulse"
+    max_upload_bytes: int = 150 * MiB
+    max_event_batch: int = 1000
+    drain_batch_size: int = 5000
+    ingest_dedupe_ttl_s: int = 7 * 24 * 3600
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.env == "production":
+            missing = [
+                name
+                for name in ("lake_uri", "media_uri", "postgres_dsn", "redis_url", "spark_remote", "mlflow_tracking_uri")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    "SOCIALPULSE_ENV=production refuses embedded defaults; set "
+                    + ", ".join("SOCIALPULSE_" + m.upper() for m in missing)
+                )
+        return self
+
+    # --- resolved locations -------------------------------------------------------------------
+    @property
+    def home_abs(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def lake(self) -> str:
+        return self.lake_uri or str(self.home_abs / "lake")
+
+    @property
+    def media(self) -> str:
+        return self.media_uri or str(self.home_abs / "media")
+
+    @property
+    def postgres(self) -> str:
+        return self.postgres_dsn or f"postgresql://postgres@127.0.0.1:{self.postgres_port}/{self.postgres_db}"
+
+    @property
+    def redis(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def spark(self) -> str:
+        return self.spark_remote or f"sc://127.0.0.1:{self.spark_port}"
+
+    @property
+    def mlflow(self) -> str:
+        return self.mlflow_tracking_uri or f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home_abs / "dagster"
+
+    @property
+    def feast_repo_state(self) -> Path:
+        return self.home_abs / "feast"
+
+    def table_uri(self, layer: str, name: str) -> str:
+        return f"{self.lake.rstrip('/')}/{layer}/{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

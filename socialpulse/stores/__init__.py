@@ -1,0 +1,1 @@
+"""Clients for the materialized stores (Postgres, Redis), shared by assets and serving."""

@@ -1,0 +1,70 @@
+"""Test tiers: unit (pure functions), definitions, integration (real embedded services), e2e.
+
+The ``stack`` fixture starts the real embedded services once per test session in a temporary state
+folder on free 127.0.0.1 ports, and stops them by the PIDs it started.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """Settings pointing at freshly started embedded Postgres, Redis, Spark Connect (Sail) and MLflow."""
+    from socialpulse import settings as settings_mod
+    from socialpulse.services import services_down, services_up
+
+    home = tmp_path_factory.mktemp("socialpulse_home")
+    env = {
+        "SOCIALPULSE_HOME": str(home),
+        "SOCIALPULSE_POSTGRES_PORT": str(free_port()),
+        "SOCIALPULSE_REDIS_PORT": str(free_port()),
+        "SOCIALPULSE_SPARK_PORT": str(free_port()),
+        "SOCIALPULSE_MLFLOW_PORT": str(free_port()),
+        "SOCIALPULSE_API_PORT": str(free_port()),
+        "SOCIALPULSE_DAGSTER_PORT": str(free_port()),
+        "DAGSTER_HOME": str(home / "dagster"),
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    settings_mod.get_settings.cache_clear()
+    settings = settings_mod.get_settings()
+    (home / "dagster").mkdir(exist_ok=True)
+    try:
+        services_up(settings)
+        yield settings
+    finally:
+        services_down(settings)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        settings_mod.get_settings.cache_clear()
+
+
+@pytest.fixture
+def local_settings(tmp_path, monkeypatch):
+    """Settings with a fresh state folder and no services (for lake-only tests)."""
+    from socialpulse import settings as settings_mod
+
+    monkeypatch.setenv("SOCIALPULSE_HOME", str(tmp_path / "home"))
+    settings_mod.get_settings.cache_clear()
+    yield settings_mod.get_settings()
+    settings_mod.get_settings.cache_clear()
