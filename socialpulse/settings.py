@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     dagster_port: int = 3000
 
     postgres_db: str = "socialpulse"
+    partitions_start: str = Field(default="2026-01-01", description="first UTC day of the daily partitions")
     max_upload_bytes: int = 150 * MiB
     max_event_batch: int = 1000
     drain_batch_size: int = 5000
