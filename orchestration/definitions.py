@@ -1,0 +1,31 @@
+"""The Dagster code location: it only loads and merges what each domain package exports."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+import assets.engagement as engagement
+import assets.ingest as ingest
+import assets.warehouse as warehouse
+from orchestration.jobs import build_jobs_and_schedules
+from orchestration.resources import build_resources
+from quality.checks import bronze_asset_checks
+
+DOMAINS = (ingest, warehouse, engagement)
+
+
+def _collect(attr: str) -> list:
+    return [item for domain in DOMAINS for item in getattr(domain, attr, [])]
+
+
+ALL_ASSETS = _collect("ASSETS")
+JOBS, SCHEDULES = build_jobs_and_schedules(ALL_ASSETS)
+
+defs = dg.Definitions(
+    assets=ALL_ASSETS,
+    asset_checks=_collect("ASSET_CHECKS") + bronze_asset_checks(),
+    jobs=_collect("JOBS") + JOBS,
+    sensors=_collect("SENSORS"),
+    schedules=SCHEDULES,
+    resources={**build_resources(), **{k: v for d in DOMAINS for k, v in getattr(d, "RESOURCES", {}).items()}},
+)

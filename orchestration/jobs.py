@@ -1,0 +1,66 @@
+"""Cross-domain jobs and schedules: the daily refresh of every day-partitioned derived asset."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from assets.common import daily_partitions
+
+
+def daily_asset_keys(asset_defs) -> list[dg.AssetKey]:
+    """Keys of every derived asset partitioned by UTC day (ingest's bronze tables are not derived)."""
+    keys = []
+    for a in asset_defs:
+        if isinstance(a, dg.AssetsDefinition) and a.partitions_def == daily_partitions:
+            keys.extend(a.keys)
+    return keys
+
+
+def build_jobs_and_schedules(asset_defs) -> tuple[list, list]:
+    keys = daily_asset_keys(asset_defs)
+    daily_refresh_job = dg.define_asset_job(
+        "daily_refresh_job",
+        selection=dg.AssetSelection.assets(*keys),
+        partitions_def=daily_partitions,
+        description="Rebuild one UTC day of every derived asset (features, Feast, Postgres exports, metrics).",
+    )
+    unpartitioned = [
+        k
+        for a in asset_defs
+        if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
+        for k in a.keys
+        if k.path[:2] != ["lake", "bronze"]
+    ]
+    dimensions_job = dg.define_asset_job(
+        "dimensions_refresh_job",
+        selection=dg.AssetSelection.assets(*unpartitioned),
+        description="Refresh unpartitioned derived assets (dimension exports, dbt models).",
+    )
+
+    # a day is rebuilt shortly after it closes (UTC), when late events have had time to land
+    daily_schedule = dg.build_schedule_from_partitioned_job(
+        daily_refresh_job, hour_of_day=0, minute_of_hour=30, default_status=dg.DefaultScheduleStatus.RUNNING
+    )
+
+    @dg.schedule(
+        name="intraday_refresh_schedule",
+        cron_schedule="*/15 * * * *",
+        job=daily_refresh_job,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Refresh today's partition every 15 minutes so serving sees recent engagement.",
+    )
+    def intraday_schedule(context: dg.ScheduleEvaluationContext):
+        today = context.scheduled_execution_time.astimezone(dt.timezone.utc).date().isoformat()
+        return dg.RunRequest(partition_key=today, run_key=f"intraday-{context.scheduled_execution_time.isoformat()}")
+
+    dims_schedule = dg.ScheduleDefinition(
+        name="dimensions_refresh_schedule",
+        cron_schedule="45 0 * * *",
+        job=dimensions_job,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    return [daily_refresh_job, dimensions_job], [daily_schedule, intraday_schedule, dims_schedule]
