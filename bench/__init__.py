@@ -1,0 +1,102 @@
+"""Benchmarks: `socialpulse bench NAME [--scale small|full]` writes bench/results/NAME.json.
+
+Each measured configuration runs in its own subprocess with its own state folder and free ports, so
+settings (read once at import by Dagster and Feast definitions) never leak between runs and the demo's
+services are not disturbed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHES = ("build", "ingest")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith("SOCIALPULSE_"):
+            del env[k]
+    env.update({
+        "SOCIALPULSE_HOME": str(home),
+        "SOCIALPULSE_POSTGRES_PORT": str(free_port()),
+        "SOCIALPULSE_REDIS_PORT": str(free_port()),
+        "SOCIALPULSE_SPARK_PORT": str(free_port()),
+        "SOCIALPULSE_MLFLOW_PORT": str(free_port()),
+        "SOCIALPULSE_API_PORT": str(free_port()),
+        "SOCIALPULSE_DAGSTER_PORT": str(free_port()),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "HF_HUB_OFFLINE": "1",
+        "GX_ANALYTICS_ENABLED": "false",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    })
+    return env
+
+
+def run_in_subprocess(module: str, args: dict, progress) -> dict:
+    """Run ``python -m bench.<module>`` with a fresh state folder; it prints one JSON line last."""
+    with tempfile.TemporaryDirectory(prefix=f"sp-bench-{module}-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        cmd = [sys.executable, "-m", f"bench.{module}", json.dumps(args)]
+        proc = subprocess.Popen(cmd, cwd=REPO, env=isolated_env(home), stdout=subprocess.PIPE, text=True)
+        last = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line.startswith("{"):
+                last = line
+            elif line:
+                progress(line)
+        if proc.wait() != 0 or last is None:
+            raise RuntimeError(f"bench.{module} {args} failed with exit code {proc.returncode}")
+        return json.loads(last)
+
+
+def machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+def run_benchmark(name: str, scale: str, out: Path, progress=print) -> dict:
+    if name not in BENCHES:
+        raise ValueError(f"unknown benchmark {name!r}; known: {BENCHES}")
+    from importlib import import_module
+
+    mod = import_module(f"bench.{name}")
+    t0 = time.perf_counter()
+    runs = [run_in_subprocess(name, cfg, progress) for cfg in mod.configs(scale)]
+    result = {
+        "benchmark": name,
+        "scale": scale,
+        "method": mod.METHOD,
+        "machine": machine(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "runs": runs,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    progress(f"wrote {out}")
+    return result

@@ -1,0 +1,139 @@
+"""Benchmark `ingest`: sustained events/s through the API into bronze Delta, and the latency from
+`POST /v1/events` to the event being in Delta.
+
+A real uvicorn API process takes event batches from concurrent HTTP clients and appends them to the
+Redis stream; a drain loop (what each sensor-launched run does) commits micro-batches to Delta. A
+client batch has landed when a drain that finished after the batch's response had committed stream
+entries past the batch's last entry (Redis stream ids carry the server's millisecond clock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import threading
+import time
+import uuid
+
+METHOD = (
+    "uvicorn API process (1 worker) on 127.0.0.1; N client threads POST /v1/events batches for a fixed "
+    "time; one drain loop commits micro-batches to Delta continuously; latency per batch = time of the "
+    "first drain completion covering the batch's stream entries - time the POST was sent; events/s = "
+    "events landed in Delta / (last landing - first send); Delta row count checked against accepted"
+)
+SCALES = {
+    "small": [dict(seconds=20, batch=100, clients=4)],
+    "full": [dict(seconds=20, batch=100, clients=4), dict(seconds=60, batch=500, clients=4)],
+}
+
+
+def configs(scale: str) -> list[dict]:
+    return SCALES[scale]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1) if values else float("nan")
+
+
+def main(cfg: dict) -> dict:
+    import httpx
+    import redis
+
+    from socialpulse import lake
+    from socialpulse.contracts import INTERACTIONS
+    from socialpulse.drain import drain_all, stream_backlog
+    from socialpulse.services.manager import services_down, services_up
+    from socialpulse.settings import get_settings
+
+    s = get_settings()
+    services_up(s, ["redis", "postgres", "mlflow"])
+    services_up(s, ["api"])
+    rclient = redis.Redis.from_url(s.redis)
+    api = f"http://{s.api_host}:{s.api_port}"
+    drains: list[tuple[float, int]] = []  # (finished at, last entry ms)
+    sends: list[tuple[float, float, int]] = []  # (sent, responded, accepted)
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def drain_loop():
+        while not stop.is_set():
+            r = drain_all(s, rclient)
+            last = r.last_entry_ids.get("ingest:events")
+            if last:
+                drains.append((time.time(), int(last.split("-")[0])))
+            else:
+                time.sleep(0.02)
+
+    def client_loop(worker: int):
+        with httpx.Client(base_url=api, timeout=30) as http:
+            n = 0
+            while time.time() < deadline:
+                events = [
+                    dict(event_id=f"b{worker}-{n}-{i}-{uuid.uuid4().hex[:8]}", event_type="view",
+                         user_id=f"u{(n * 7 + i) % 5000:06d}", post_id=f"p{(n * 13 + i) % 50000:07d}",
+                         watch_time_s=float(i % 30))
+                    for i in range(cfg["batch"])
+                ]
+                t0 = time.time()
+                resp = http.post("/v1/events", json={"events": events})
+                t1 = time.time()
+                if resp.status_code != 202:
+                    errors.append(f"{resp.status_code} {resp.text[:200]}")
+                    continue
+                sends.append((t0, t1, resp.json()["accepted"]))
+                n += 1
+
+    try:
+        drainer = threading.Thread(target=drain_loop, daemon=True)
+        drainer.start()
+        deadline = time.time() + cfg["seconds"]
+        clients = [threading.Thread(target=client_loop, args=(w,)) for w in range(cfg["clients"])]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        t_wait = time.time() + 180
+        while sum(stream_backlog(rclient).values()) and time.time() < t_wait:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        stop.set()
+        drainer.join(timeout=60)
+
+        accepted = sum(a for _, _, a in sends)
+        landed_rows = lake.read(INTERACTIONS, settings=s, columns=["event_id"]).num_rows
+        latencies = []
+        for t0, t1, _ in sends:
+            t1_ms = int(t1 * 1000)
+            landing = next((t for t, last_ms in drains if t >= t1 and last_ms >= t1_ms), None)
+            if landing is None:
+                landing = next((t for t, last_ms in drains if last_ms >= t1_ms), None)
+            if landing is not None:
+                latencies.append(landing - t0)
+        first_send = min(t0 for t0, _, _ in sends)
+        last_landing = max(t for t, _ in drains)
+        api_s = max(t1 for _, t1, _ in sends) - first_send
+        return {
+            **cfg,
+            "batches": len(sends),
+            "events_accepted": accepted,
+            "events_in_delta": landed_rows,
+            "lost_or_duplicated": landed_rows - accepted,
+            "api_events_per_s": round(accepted / api_s, 1),
+            "end_to_end_events_per_s": round(landed_rows / (last_landing - first_send), 1),
+            "post_latency_p50_ms": pct([t1 - t0 for t0, t1, _ in sends], 0.5),
+            "post_latency_p99_ms": pct([t1 - t0 for t0, t1, _ in sends], 0.99),
+            "post_to_delta_p50_ms": pct(latencies, 0.5),
+            "post_to_delta_p99_ms": pct(latencies, 0.99),
+            "drain_commits": len(drains),
+            "http_errors": errors[:5],
+            "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+    finally:
+        stop.set()
+        services_down(s)
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(json.loads(sys.argv[1]))), flush=True)
