@@ -33,7 +33,7 @@ demo: install
 	$(BIN)/socialpulse demo
 
 test: install
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests/unit tests/integration tests/e2e -q
 
 test-unit: install
 	$(BIN)/pytest tests/unit -q
