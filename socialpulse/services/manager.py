@@ -58,6 +58,7 @@ def pid_alive(pid: int | None) -> bool:
 
 class Service:
     name: str = ""
+    start_timeout: float = 90.0
     #: settings attribute of the external URL/DSN that disables the embedded service
     external_setting: str | None = None
 
@@ -122,7 +123,7 @@ class Service:
             return ServiceStatus(self.name, state, self.url(), pid)
         return ServiceStatus(self.name, "stopped", self.url(), None, f"log: {self.log_file}")
 
-    def start(self, timeout: float = 60.0) -> ServiceStatus:
+    def start(self, timeout: float | None = None) -> ServiceStatus:
         self.launch()
         return self.wait(timeout)
 
@@ -153,9 +154,9 @@ class Service:
             )
         self.pid_file.write_text(str(self._proc.pid))
 
-    def wait(self, timeout: float = 60.0) -> ServiceStatus:
+    def wait(self, timeout: float | None = None) -> ServiceStatus:
         if not self.external:
-            self._wait_ready(self.pid(), timeout, getattr(self, "_proc", None))
+            self._wait_ready(self.pid(), timeout or self.start_timeout, getattr(self, "_proc", None))
         self.after_start()
         return self.status()
 
@@ -331,6 +332,8 @@ class Spark(Service):
 class MLflow(Service):
     name = "mlflow"
     external_setting = "mlflow_tracking_uri"
+    #: importing mlflow's server takes 10-70 s on two busy cores
+    start_timeout = 180.0
 
     @property
     def root(self) -> Path:

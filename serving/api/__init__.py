@@ -1,0 +1,12 @@
+"""HTTP API: the router of every route module."""
+
+from fastapi import APIRouter
+
+from serving.api.routes import health, ingest, posts
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(ingest.router)
+api_router.include_router(posts.router)
+
+__all__ = ["api_router"]

@@ -1,0 +1,205 @@
+"""Ingestion: events (JSON batches) and posts (a JSON form field plus a streamed media file).
+
+Accepted records go to the Redis ingest streams (deduplicated by their client id, so a retried request
+adds nothing) and media bytes to the media store; the drain lands them in bronze Delta later.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from serving.deps import RedisDep, SettingsDep
+from serving.errors import ApiError, validation_error
+from serving.multipart import StreamingMultipart
+from socialpulse.ingest import EventBatch, MediaObject, PostIn, enqueue_events, enqueue_post
+from socialpulse.media import store_upload
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+#: generous upper bound of one event's JSON (a 2,000-character comment escaped, ids, timestamps)
+EVENT_JSON_BUDGET = 16 * 1024
+#: the ``post`` form field is small (caption <= 2,200 characters, <= 30 hashtags)
+POST_FIELD_LIMIT = 64 * 1024
+#: multipart framing besides the file: the post field, part headers, boundaries
+FORM_OVERHEAD = POST_FIELD_LIMIT + 16 * 1024
+
+
+def _inline_schema(model: type[BaseModel]) -> dict:
+    """The JSON schema of a model with its ``$defs`` inlined (it is embedded in the OpenAPI document)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class PostAccepted(BaseModel):
+    post_id: str
+    media: MediaObject | None
+    duplicate: bool
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        raise ApiError(400, f"invalid Content-Length header {value!r}") from None
+
+
+async def _read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (up front when Content-Length says so)."""
+    length = _content_length(request)
+    if length is not None and length > limit:
+        raise ApiError(413, f"{what} of {length} bytes exceeds the limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"{what} exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _parse_json(raw: bytes | str, what: str):
+    try:
+        return json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"{what} is not valid JSON: {exc}") from None
+
+
+def _require_content_type(request: Request, *accepted: str) -> str:
+    ctype = request.headers.get("content-type", "")
+    base = ctype.split(";", 1)[0].strip().lower()
+    if base not in accepted and not (("application/json" in accepted) and base.endswith("+json")):
+        raise ApiError(415, f"expected Content-Type {' or '.join(accepted)}, got {base or 'none'}")
+    return ctype
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=EventsAccepted,
+    summary="Ingest a batch of interaction events",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline_schema(EventBatch)}},
+        }
+    },
+    responses={413: {"description": "too many events or too large a body"}, 422: {"description": "invalid events"}},
+)
+async def post_events(request: Request, settings: SettingsDep, redis: RedisDep) -> EventsAccepted:
+    """Validate every event (all or nothing), then enqueue the new ones; retried ids count as duplicates."""
+    _require_content_type(request, "application/json")
+    limit = settings.max_event_batch
+    body = await _read_body(request, max(1024 * 1024, limit * EVENT_JSON_BUDGET), "event batch")
+    data = _parse_json(body, "request body")
+    events = data.get("events") if isinstance(data, dict) else None
+    if isinstance(events, list) and len(events) > limit:
+        raise ApiError(
+            413, f"batch of {len(events)} events exceeds the limit of {limit} per request (SOCIALPULSE_MAX_EVENT_BATCH)"
+        )
+    try:
+        batch = EventBatch.model_validate(data, context={"max_events": limit})
+    except ValidationError as exc:
+        raise validation_error(exc.errors(), ("body",)) from None
+    accepted, duplicates = await run_in_threadpool(enqueue_events, redis, batch.events, settings.ingest_dedupe_ttl_s)
+    return EventsAccepted(accepted=accepted, duplicates=duplicates)
+
+
+@router.post(
+    "/posts",
+    status_code=202,
+    response_model=PostAccepted,
+    summary="Create a post: form field `post` (JSON) and, for video/image posts, a `media` file",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["post"],
+                        "properties": {
+                            "post": {"type": "string", "description": "JSON of PostIn; must come before media"},
+                            "media": {"type": "string", "format": "binary"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+    responses={
+        400: {"description": "empty media or malformed multipart body"},
+        413: {"description": "media larger than the upload limit"},
+        415: {"description": "media of an unsupported or mismatched type"},
+        422: {"description": "invalid post fields"},
+    },
+)
+async def post_posts(request: Request, settings: SettingsDep, redis: RedisDep) -> PostAccepted:
+    """Validate the post first, then stream its media into the media store, then enqueue the post."""
+    ctype = _require_content_type(request, "multipart/form-data")
+    length = _content_length(request)
+    limit = settings.max_upload_bytes
+    if length is not None and length > limit + FORM_OVERHEAD:
+        raise ApiError(413, f"request of {length} bytes exceeds the upload limit of {limit} bytes (SOCIALPULSE_MAX_UPLOAD_BYTES)")
+    form = StreamingMultipart(ctype, request.stream())
+
+    part = await form.next_part()
+    if part is None or part.name != "post":
+        found = "nothing" if part is None else f"'{part.name}'"
+        raise ApiError(422, f"the first form field must be 'post' (JSON of the post), found {found}",
+                       detail=[{"loc": ["body", "post"], "msg": "field required before any other field"}])
+    try:
+        raw = await form.read(POST_FIELD_LIMIT)
+    except OverflowError:
+        raise ApiError(413, f"form field 'post' exceeds {POST_FIELD_LIMIT} bytes") from None
+    data = _parse_json(raw, "form field 'post'")
+    try:
+        post = PostIn.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(), ("body", "post")) from None
+
+    media: MediaObject | None = None
+    part = await form.next_part()
+    if part is not None and part.name != "media":
+        raise ApiError(422, f"unexpected form field '{part.name}' (expected 'media')",
+                       detail=[{"loc": ["body", part.name], "msg": "unexpected field"}])
+    if part is None:
+        if post.kind in ("video", "image"):
+            raise ApiError(422, f"a {post.kind} post requires a 'media' file",
+                           detail=[{"loc": ["body", "media"], "msg": f"required for {post.kind} posts"}])
+    else:
+        if post.kind == "text":
+            raise ApiError(422, "text posts take no 'media' file",
+                           detail=[{"loc": ["body", "media"], "msg": "not allowed for text posts"}])
+        media = await store_upload(form.iter_data(), settings, post.kind)
+        extra = await form.next_part()
+        if extra is not None:
+            raise ApiError(422, f"unexpected form field '{extra.name}' after 'media'",
+                           detail=[{"loc": ["body", extra.name], "msg": "unexpected field"}])
+
+    accepted = await run_in_threadpool(enqueue_post, redis, post, media, settings.ingest_dedupe_ttl_s)
+    return PostAccepted(post_id=post.post_id, media=media, duplicate=not accepted)

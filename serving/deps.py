@@ -1,0 +1,83 @@
+"""Typed dependencies: the settings and the store clients, created once per app (lazily, then cached)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+import redis
+from fastapi import Depends, Request
+from psycopg_pool import ConnectionPool
+
+from socialpulse.settings import Settings
+
+
+class Stores:
+    """The app's store clients. Nothing connects until first use; ``close`` releases everything."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._redis: redis.Redis | None = None
+        self._pg: ConnectionPool | None = None
+
+    @property
+    def redis(self) -> redis.Redis:
+        with self._lock:
+            if self._redis is None:
+                self._redis = redis.Redis.from_url(
+                    self.settings.redis,
+                    socket_connect_timeout=2,
+                    socket_timeout=5,
+                    health_check_interval=30,
+                )
+            return self._redis
+
+    @property
+    def pg_pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pg is None:
+                self._pg = ConnectionPool(
+                    self.settings.postgres,
+                    min_size=0,
+                    max_size=10,
+                    timeout=5,
+                    kwargs={"connect_timeout": 3},
+                    open=True,
+                    name="serving",
+                )
+            return self._pg
+
+    def close(self) -> None:
+        with self._lock:
+            if self._redis is not None:
+                self._redis.close()
+                self._redis = None
+            if self._pg is not None:
+                self._pg.close()
+                self._pg = None
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_stores(request: Request) -> Stores:
+    stores = getattr(request.app.state, "stores", None)
+    if stores is None:  # app used without its lifespan (e.g. a TestClient outside ``with``)
+        stores = request.app.state.stores = Stores(request.app.state.settings)
+    return stores
+
+
+def get_redis(stores: Annotated[Stores, Depends(get_stores)]) -> redis.Redis:
+    return stores.redis
+
+
+def get_pg_pool(stores: Annotated[Stores, Depends(get_stores)]) -> ConnectionPool:
+    return stores.pg_pool
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoresDep = Annotated[Stores, Depends(get_stores)]
+RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+PgPoolDep = Annotated[ConnectionPool, Depends(get_pg_pool)]

@@ -1,0 +1,384 @@
+"""Ingest records: the validated shapes the API accepts, their bronze rows, and the Redis Streams envelope.
+
+Two gates guard bronze: pydantic models here reject a bad request at the API (4xx with a precise
+message), and the table contracts reject whatever still reaches the drain (dead letters). The row
+builders therefore accept either a validated model or the raw JSON dict read back from a stream.
+
+This module must stay light: serving imports it, so it never imports ``socialpulse.lake`` (deltalake).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from socialpulse.contracts import ContractError, utc_day
+
+EVENTS_STREAM = "ingest:events"
+POSTS_STREAM = "ingest:posts"
+STREAMS = (EVENTS_STREAM, POSTS_STREAM)
+#: bronze tables each stream feeds, in the order the drain commits them
+STREAM_TABLES: dict[str, tuple[str, ...]] = {
+    EVENTS_STREAM: ("interactions", "comments", "follows"),
+    POSTS_STREAM: ("posts", "media"),
+}
+SEEN_PREFIX = "ingest:seen:"
+
+ID_PATTERN = r"^[A-Za-z0-9_\-:.]+$"
+#: a client-generated id: 1-64 characters of letters, digits and ``_ - : .``
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
+
+MAX_FUTURE = dt.timedelta(minutes=5)
+MAX_WATCH_TIME_S = 3600.0
+MAX_COMMENT_CHARS = 2000
+MAX_CAPTION_CHARS = 2200
+MAX_HASHTAGS = 30
+MAX_HASHTAG_CHARS = 100
+MAX_DURATION_S = 600.0
+
+POST_EVENTS = ("view", "like", "share", "comment")
+USER_EVENTS = ("follow", "unfollow")
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _check_not_future(value: dt.datetime) -> dt.datetime:
+    value = value.astimezone(dt.timezone.utc)
+    now = utc_now()
+    if value > now + MAX_FUTURE:
+        raise ValueError(
+            f"created_at {value.isoformat()} is more than {int(MAX_FUTURE.total_seconds() // 60)} minutes "
+            f"in the future (server time {now.isoformat(timespec='seconds')})"
+        )
+    return value
+
+
+class _Record(BaseModel):
+    # unknown fields are refused: a typo must not silently drop data
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class EventIn(_Record):
+    """One interaction event sent by a client; ``event_id`` makes retries idempotent."""
+
+    event_id: Id
+    event_type: Literal["view", "like", "share", "comment", "follow", "unfollow"]
+    user_id: Id
+    post_id: Id | None = None
+    target_user_id: Id | None = None
+    watch_time_s: Annotated[float, Field(ge=0, le=MAX_WATCH_TIME_S, allow_inf_nan=False)] | None = None
+    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMMENT_CHARS)] | None = None
+    created_at: AwareDatetime = Field(default_factory=utc_now, description="defaults to server time")
+
+    @field_validator("created_at")
+    @classmethod
+    def _created_at_not_future(cls, value: dt.datetime) -> dt.datetime:
+        return _check_not_future(value)
+
+    @model_validator(mode="after")
+    def _fields_match_event_type(self) -> "EventIn":
+        kind = self.event_type
+        if kind in POST_EVENTS:
+            if self.post_id is None:
+                raise ValueError(f"post_id is required for {kind} events")
+            if self.target_user_id is not None:
+                raise ValueError(f"target_user_id is not allowed for {kind} events (only follow/unfollow)")
+        else:
+            if self.target_user_id is None:
+                raise ValueError(f"target_user_id is required for {kind} events")
+            if self.target_user_id == self.user_id:
+                raise ValueError(f"target_user_id must differ from user_id (a user cannot {kind} themselves)")
+            if self.post_id is not None:
+                raise ValueError(f"post_id is not allowed for {kind} events")
+        if kind == "view":
+            if self.watch_time_s is None:
+                raise ValueError("watch_time_s is required for view events")
+        elif self.watch_time_s is not None:
+            raise ValueError(f"watch_time_s is only allowed for view events, not {kind}")
+        if kind == "comment":
+            if self.text is None:
+                raise ValueError("text is required for comment events")
+            if not self.text.strip():
+                raise ValueError("text of a comment must not be blank")
+        elif self.text is not None:
+            raise ValueError(f"text is only allowed for comment events, not {kind}")
+        return self
+
+
+class EventBatch(_Record):
+    """A batch of events (1 to ``settings.max_event_batch``; pass it as ``context={'max_events': n}``)."""
+
+    events: list[EventIn] = Field(min_length=1)
+
+    @field_validator("events")
+    @classmethod
+    def _at_most_max(cls, events: list[EventIn], info: ValidationInfo) -> list[EventIn]:
+        limit = (info.context or {}).get("max_events")
+        if limit is None:
+            from socialpulse.settings import get_settings
+
+            limit = get_settings().max_event_batch
+        if len(events) > limit:
+            raise ValueError(f"at most {limit} events per batch, got {len(events)}")
+        return events
+
+
+class PostIn(_Record):
+    """A new post; its media bytes (video/image) travel beside it and are stored first."""
+
+    post_id: Id
+    author_id: Id
+    kind: Literal["video", "image", "text"]
+    caption: Annotated[str, StringConstraints(max_length=MAX_CAPTION_CHARS)] | None = None
+    hashtags: list[str] = Field(default_factory=list, max_length=MAX_HASHTAGS)
+    duration_s: Annotated[float, Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)] | None = None
+    language: Annotated[
+        str, StringConstraints(max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+    ] | None = None
+    created_at: AwareDatetime = Field(default_factory=utc_now, description="defaults to server time")
+
+    @field_validator("hashtags")
+    @classmethod
+    def _normalise_hashtags(cls, tags: list[str]) -> list[str]:
+        out: list[str] = []
+        for i, raw in enumerate(tags):
+            tag = raw.strip().lstrip("#").lower()
+            if not tag:
+                raise ValueError(f"hashtags[{i}] is empty")
+            if len(tag) > MAX_HASHTAG_CHARS:
+                raise ValueError(f"hashtags[{i}] has {len(tag)} characters; at most {MAX_HASHTAG_CHARS} allowed")
+            if re.search(r"[\s#]", tag):
+                raise ValueError(f"hashtags[{i}] {raw!r} must be one word (no spaces or inner '#')")
+            if tag not in out:
+                out.append(tag)
+        return out
+
+    @field_validator("created_at")
+    @classmethod
+    def _created_at_not_future(cls, value: dt.datetime) -> dt.datetime:
+        return _check_not_future(value)
+
+    @model_validator(mode="after")
+    def _duration_matches_kind(self) -> "PostIn":
+        if self.kind == "video":
+            if self.duration_s is None:
+                raise ValueError("duration_s is required for video posts")
+        elif self.duration_s is not None:
+            raise ValueError(f"duration_s is only allowed for video posts, not {self.kind}")
+        if self.kind == "text" and not (self.caption or "").strip():
+            raise ValueError("caption is required for text posts")
+        return self
+
+
+class MediaObject(BaseModel):
+    """A media file in the media store (content addressed by sha256)."""
+
+    uri: str
+    key: str = Field(description="path relative to the media store root")
+    content_type: str
+    size: int
+    sha256: str
+
+
+# --- bronze rows (pure) -----------------------------------------------------------------------------
+
+
+def _as_dict(record: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(record, BaseModel):
+        return record.model_dump(mode="python")
+    if not isinstance(record, Mapping):
+        raise ContractError(f"record must be a JSON object, got {type(record).__name__}")
+    return dict(record)
+
+
+def _timestamp(value: Any, table: str) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        ts = value
+    elif isinstance(value, str):
+        try:
+            ts = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ContractError(f"{table}.created_at: cannot parse {value!r} as an ISO-8601 timestamp") from None
+    else:
+        raise ContractError(f"{table}.created_at: expected an ISO-8601 timestamp, got {value!r}")
+    if ts.tzinfo is None:
+        raise ContractError(f"{table}.created_at: timestamp {value!r} has no time zone")
+    return ts.astimezone(dt.timezone.utc)
+
+
+def event_rows(event: EventIn | Mapping[str, Any]) -> dict[str, list[dict]]:
+    """Bronze rows of one event: an interactions row always, plus comments or follows where it applies."""
+    e = _as_dict(event)
+    created_at = _timestamp(e.get("created_at"), "interactions")
+    day = utc_day(created_at)
+    kind = e.get("event_type")
+    rows: dict[str, list[dict]] = {
+        "interactions": [
+            {
+                "event_id": e.get("event_id"),
+                "event_type": kind,
+                "user_id": e.get("user_id"),
+                "post_id": e.get("post_id"),
+                "target_user_id": e.get("target_user_id"),
+                "watch_time_s": e.get("watch_time_s"),
+                "created_at": created_at,
+                "event_date": day,
+            }
+        ]
+    }
+    if kind == "comment":
+        rows["comments"] = [
+            {
+                "comment_id": e.get("event_id"),
+                "post_id": e.get("post_id"),
+                "user_id": e.get("user_id"),
+                "text": e.get("text"),
+                "created_at": created_at,
+                "event_date": day,
+            }
+        ]
+    elif kind in USER_EVENTS:
+        rows["follows"] = [
+            {
+                "event_id": e.get("event_id"),
+                "follower_id": e.get("user_id"),
+                "followee_id": e.get("target_user_id"),
+                "action": kind,
+                "created_at": created_at,
+                "event_date": day,
+            }
+        ]
+    return rows
+
+
+def post_rows(
+    post: PostIn | Mapping[str, Any], media: MediaObject | Mapping[str, Any] | None = None
+) -> dict[str, list[dict]]:
+    """Bronze rows of one post: a posts row, plus a media row when it carries media."""
+    p = _as_dict(post)
+    p.pop("media", None)
+    created_at = _timestamp(p.get("created_at"), "posts")
+    day = utc_day(created_at)
+    m = _as_dict(media) if media is not None else None
+    rows: dict[str, list[dict]] = {
+        "posts": [
+            {
+                "post_id": p.get("post_id"),
+                "author_id": p.get("author_id"),
+                "kind": p.get("kind"),
+                "caption": p.get("caption"),
+                "hashtags": p.get("hashtags", []),
+                "media_uri": m.get("uri") if m else None,
+                "duration_s": p.get("duration_s"),
+                "language": p.get("language"),
+                "created_at": created_at,
+                "event_date": day,
+            }
+        ]
+    }
+    if m is not None:
+        sha = m.get("sha256")
+        rows["media"] = [
+            {
+                "media_id": f"{p.get('post_id')}:{sha[:16]}" if isinstance(sha, str) else None,
+                "post_id": p.get("post_id"),
+                "uri": m.get("uri"),
+                "content_type": m.get("content_type"),
+                "size_bytes": m.get("size"),
+                "sha256": sha,
+                "created_at": created_at,
+                "event_date": day,
+            }
+        ]
+    return rows
+
+
+def post_payload(post: PostIn, media: MediaObject | None) -> str:
+    """The stream payload of a post: the validated record plus its media object (or null)."""
+    body = post.model_dump(mode="json")
+    body["media"] = media.model_dump(mode="json") if media is not None else None
+    return json.dumps(body, separators=(",", ":"))
+
+
+def payload_rows(stream: str, payload: Mapping[str, Any]) -> dict[str, list[dict]]:
+    """Bronze rows of one stream payload (the drain's dispatcher)."""
+    if not isinstance(payload, Mapping):
+        raise ContractError(f"record must be a JSON object, got {type(payload).__name__}")
+    if stream == EVENTS_STREAM:
+        return event_rows(payload)
+    if stream == POSTS_STREAM:
+        return post_rows(payload, payload.get("media"))
+    raise ValueError(f"unknown ingest stream {stream!r}; known: {list(STREAMS)}")
+
+
+# --- Redis Streams envelope ---------------------------------------------------------------------------
+
+# Atomically, per record: remember its id (SET NX EX) and, only when it is new, append it to the stream.
+# A retried request therefore never duplicates, and nothing is half-written (Lua scripts run atomically).
+# KEYS[1] = stream, KEYS[1+i] = seen key of record i; ARGV[1] = ttl, ARGV[2i], ARGV[2i+1] = id, payload.
+_ENQUEUE_LUA = """
+local ttl = tonumber(ARGV[1])
+local flags = {}
+for i = 2, #KEYS do
+  local id = ARGV[2 * (i - 1)]
+  local payload = ARGV[2 * (i - 1) + 1]
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
+    redis.call('XADD', KEYS[1], '*', 'id', id, 'payload', payload)
+    flags[#flags + 1] = 1
+  else
+    flags[#flags + 1] = 0
+  end
+end
+return flags
+"""
+
+
+def seen_key(stream: str, record_id: str) -> str:
+    return f"{SEEN_PREFIX}{stream}:{record_id}"
+
+
+def enqueue(redis, stream: str, items: Sequence[tuple[str, str]], ttl: int) -> list[bool]:
+    """Append ``(id, payload)`` items to ``stream`` unless their id was seen within ``ttl`` seconds.
+
+    Returns one flag per item: True when it was appended, False when it was a duplicate.
+    """
+    if not items:
+        return []
+    if ttl <= 0:
+        raise ValueError("ttl must be positive (seconds the ingest dedupe keys live)")
+    keys = [stream] + [seen_key(stream, record_id) for record_id, _ in items]
+    args: list[Any] = [int(ttl)]
+    for record_id, payload in items:
+        args.extend((record_id, payload))
+    flags = redis.register_script(_ENQUEUE_LUA)(keys=keys, args=args)
+    return [bool(int(f)) for f in flags]
+
+
+def enqueue_events(redis, records: Sequence[EventIn], ttl: int) -> tuple[int, int]:
+    """Enqueue validated events on ``ingest:events``; return ``(accepted, duplicates)``."""
+    flags = enqueue(
+        redis, EVENTS_STREAM, [(r.event_id, r.model_dump_json(exclude_none=True)) for r in records], ttl
+    )
+    accepted = sum(flags)
+    return accepted, len(flags) - accepted
+
+
+def enqueue_post(redis, post: PostIn, media: MediaObject | None, ttl: int) -> bool:
+    """Enqueue a validated post (with its stored media) on ``ingest:posts``; False if it was a duplicate."""
+    return enqueue(redis, POSTS_STREAM, [(post.post_id, post_payload(post, media))], ttl)[0]

@@ -1,0 +1,161 @@
+"""Ingest models: each rule refuses with a precise message; row builders make contract-valid rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from socialpulse.contracts import BRONZE, ContractError, conform
+from socialpulse.ingest import EventBatch, EventIn, MediaObject, PostIn, event_rows, post_payload, post_rows
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def view(**kw):
+    return {"event_id": "e-1", "event_type": "view", "user_id": "u1", "post_id": "p1", "watch_time_s": 12.5, **kw}
+
+
+def errors(exc: ValidationError) -> str:
+    return "\n".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"event_id": ""}, "event_id: String should have at least 1 character"),
+        ({"event_id": "x" * 65}, "event_id: String should have at most 64 characters"),
+        ({"event_id": "bad id!"}, "event_id: String should match pattern"),
+        ({"event_type": "poke"}, "event_type: Input should be 'view', 'like', 'share', 'comment', 'follow' or 'unfollow'"),
+        ({"post_id": None}, "post_id is required for view events"),
+        ({"watch_time_s": None}, "watch_time_s is required for view events"),
+        ({"watch_time_s": -1}, "watch_time_s: Input should be greater than or equal to 0"),
+        ({"watch_time_s": 3600.5}, "watch_time_s: Input should be less than or equal to 3600"),
+        ({"watch_time_s": float("nan")}, "watch_time_s: Input should be a finite number"),
+        ({"text": "hi"}, "text is only allowed for comment events, not view"),
+        ({"target_user_id": "u2"}, "target_user_id is not allowed for view events"),
+        ({"created_at": "2026-03-01T12:00:00"}, "created_at: Input should have timezone info"),
+        ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+    ],
+)
+def test_event_rules(fields, message):
+    with pytest.raises(ValidationError) as exc:
+        EventIn.model_validate(view(**fields))
+    assert message in errors(exc.value)
+
+
+def test_event_type_specific_rules():
+    like = {"event_id": "e2", "event_type": "like", "user_id": "u1", "post_id": "p1"}
+    assert EventIn.model_validate(like).watch_time_s is None
+    with pytest.raises(ValidationError, match="watch_time_s is only allowed for view events, not like"):
+        EventIn.model_validate({**like, "watch_time_s": 3})
+    comment = {**like, "event_type": "comment"}
+    with pytest.raises(ValidationError, match="text is required for comment events"):
+        EventIn.model_validate(comment)
+    with pytest.raises(ValidationError, match="String should have at most 2000 characters"):
+        EventIn.model_validate({**comment, "text": "x" * 2001})
+    with pytest.raises(ValidationError, match="text of a comment must not be blank"):
+        EventIn.model_validate({**comment, "text": "   "})
+    follow = {"event_id": "e3", "event_type": "follow", "user_id": "u1"}
+    with pytest.raises(ValidationError, match="target_user_id is required for follow events"):
+        EventIn.model_validate(follow)
+    with pytest.raises(ValidationError, match="target_user_id must differ from user_id"):
+        EventIn.model_validate({**follow, "target_user_id": "u1"})
+    with pytest.raises(ValidationError, match="post_id is not allowed for follow events"):
+        EventIn.model_validate({**follow, "target_user_id": "u2", "post_id": "p1"})
+
+
+def test_created_at_defaults_to_server_time_and_refuses_the_future():
+    before = dt.datetime.now(dt.timezone.utc)
+    e = EventIn.model_validate(view())
+    assert before <= e.created_at <= dt.datetime.now(dt.timezone.utc)
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=4)
+    assert EventIn.model_validate(view(created_at=soon.isoformat())).created_at == soon
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=6)
+    with pytest.raises(ValidationError, match="is more than 5 minutes in the future"):
+        EventIn.model_validate(view(created_at=later.isoformat()))
+    # other zones are normalised to UTC
+    e = EventIn.model_validate(view(created_at="2026-03-01T14:00:00+02:00"))
+    assert e.created_at == NOW and e.created_at.utcoffset() == dt.timedelta(0)
+
+
+def test_batch_size_limits():
+    with pytest.raises(ValidationError, match="List should have at least 1 item"):
+        EventBatch.model_validate({"events": []}, context={"max_events": 2})
+    events = [view(event_id=f"e{i}") for i in range(3)]
+    with pytest.raises(ValidationError, match="at most 2 events per batch, got 3"):
+        EventBatch.model_validate({"events": events}, context={"max_events": 2})
+    assert len(EventBatch.model_validate({"events": events[:2]}, context={"max_events": 2}).events) == 2
+
+
+def video(**kw):
+    return {"post_id": "p1", "author_id": "u1", "kind": "video", "caption": "hi", "duration_s": 15, **kw}
+
+
+def test_post_rules():
+    post = PostIn.model_validate(video(hashtags=["#Dance", "dance", " #FYP "]))
+    assert post.hashtags == ["dance", "fyp"]
+    cases = [
+        (video(duration_s=None), "duration_s is required for video posts"),
+        (video(duration_s=0), "duration_s: Input should be greater than 0"),
+        (video(duration_s=601), "duration_s: Input should be less than or equal to 600"),
+        (video(kind="image"), "duration_s is only allowed for video posts, not image"),
+        (video(caption="x" * 2201), "caption: String should have at most 2200 characters"),
+        (video(hashtags=[f"t{i}" for i in range(31)]), "hashtags: List should have at most 30 items"),
+        (video(hashtags=["#"]), "hashtags[0] is empty"),
+        (video(hashtags=["ok", "x" * 101]), "hashtags[1] has 101 characters; at most 100 allowed"),
+        (video(hashtags=["two words"]), "hashtags[0] 'two words' must be one word"),
+        (video(kind="audio"), "kind: Input should be 'video', 'image' or 'text'"),
+        (video(language="not a language"), "language: String should match pattern"),
+        ({"post_id": "p2", "author_id": "u1", "kind": "text"}, "caption is required for text posts"),
+    ]
+    for fields, message in cases:
+        with pytest.raises(ValidationError) as exc:
+            PostIn.model_validate(fields)
+        assert message in errors(exc.value), (fields, errors(exc.value))
+
+
+def test_event_rows_fit_the_bronze_contracts():
+    comment = EventIn.model_validate(
+        {"event_id": "c1", "event_type": "comment", "user_id": "u1", "post_id": "p1", "text": "nice", "created_at": NOW}
+    )
+    rows = event_rows(comment)
+    assert set(rows) == {"interactions", "comments"}
+    assert rows["comments"][0]["comment_id"] == "c1"
+    follow = EventIn.model_validate(
+        {"event_id": "f1", "event_type": "unfollow", "user_id": "u1", "target_user_id": "u2", "created_at": NOW}
+    )
+    frows = event_rows(follow)
+    assert frows["follows"][0] == {
+        "event_id": "f1", "follower_id": "u1", "followee_id": "u2", "action": "unfollow",
+        "created_at": NOW, "event_date": NOW.date(),
+    }
+    # the drain builds the same rows from the JSON payload read back from the stream
+    assert event_rows(json.loads(comment.model_dump_json(exclude_none=True))) == rows
+    for table, table_rows in {**rows, **frows}.items():
+        assert conform(BRONZE[table], table_rows).num_rows == 1
+
+
+def test_post_rows_with_and_without_media():
+    post = PostIn.model_validate(video(hashtags=["a"], created_at=NOW))
+    media = MediaObject(uri="file:///m/ab/abc.mp4", key="ab/abc.mp4", content_type="video/mp4", size=10, sha256="ab" * 32)
+    rows = post_rows(post, media)
+    assert rows["posts"][0]["media_uri"] == media.uri and rows["posts"][0]["event_date"] == NOW.date()
+    assert rows["media"][0]["size_bytes"] == 10 and rows["media"][0]["media_id"].startswith("p1:")
+    assert post_rows(json.loads(post_payload(post, media)), json.loads(post_payload(post, media))["media"]) == rows
+    text = PostIn.model_validate({"post_id": "p2", "author_id": "u1", "kind": "text", "caption": "hello"})
+    assert set(post_rows(text)) == {"posts"}
+    for table, table_rows in rows.items():
+        assert conform(BRONZE[table], table_rows).num_rows == 1
+
+
+def test_raw_payloads_fail_the_contract_with_a_reason():
+    rows = event_rows({"event_id": "x", "event_type": "view", "post_id": "p", "created_at": NOW.isoformat()})
+    with pytest.raises(ContractError, match="interactions.user_id: 1 null value"):
+        conform(BRONZE["interactions"], rows["interactions"])
+    with pytest.raises(ContractError, match="cannot parse 'yesterday'"):
+        event_rows({"event_id": "x", "created_at": "yesterday"})
+    with pytest.raises(ContractError, match="has no time zone"):
+        event_rows({"event_id": "x", "created_at": "2026-03-01T00:00:00"})
