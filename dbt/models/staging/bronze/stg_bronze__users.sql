@@ -1,0 +1,21 @@
+with source as (
+
+    select * from {{ source('bronze', 'users') }}
+
+),
+
+renamed as (
+
+    select
+        user_id,
+        handle,
+        country,
+        language,
+        is_creator,
+        created_at
+
+    from source
+
+)
+
+select * from renamed
