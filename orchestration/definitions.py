@@ -9,7 +9,6 @@ import assets.ingest as ingest
 import assets.warehouse as warehouse
 from orchestration.jobs import build_jobs_and_schedules
 from orchestration.resources import build_resources
-from quality.checks import bronze_asset_checks
 
 DOMAINS = (ingest, warehouse, engagement)
 
@@ -23,9 +22,9 @@ JOBS, SCHEDULES = build_jobs_and_schedules(ALL_ASSETS)
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    asset_checks=_collect("ASSET_CHECKS") + bronze_asset_checks(),
+    asset_checks=_collect("ASSET_CHECKS"),
     jobs=_collect("JOBS") + JOBS,
     sensors=_collect("SENSORS"),
-    schedules=SCHEDULES,
+    schedules=_collect("SCHEDULES") + SCHEDULES,
     resources={**build_resources(), **{k: v for d in DOMAINS for k, v in getattr(d, "RESOURCES", {}).items()}},
 )

@@ -1,5 +1,5 @@
 """Ingestion domain: bronze Delta tables filled from the Redis ingest streams (and by batch loaders)."""
 
-from assets.ingest.assets import ASSETS, JOBS, SENSORS, bronze_ingest_job, ingest_sensor
+from assets.ingest.assets import ASSET_CHECKS, ASSETS, JOBS, SCHEDULES, SENSORS, bronze_ingest_job, ingest_sensor
 
-__all__ = ["ASSETS", "JOBS", "SENSORS", "bronze_ingest_job", "ingest_sensor"]
+__all__ = ["ASSET_CHECKS", "ASSETS", "JOBS", "SCHEDULES", "SENSORS", "bronze_ingest_job", "ingest_sensor"]

@@ -5,13 +5,13 @@ commit and acknowledges the stream only afterwards, so a retried run never dupli
 Batch loaders (`socialpulse load ...`) write the same tables and report materializations without a run.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 from assets.common import bronze_key
 from orchestration.resources import RedisResource, SettingsResource
+from quality.checks import bronze_asset_checks
 from socialpulse.contracts import BRONZE
 
 BRONZE_DESCRIPTIONS = {name: c.description for name, c in BRONZE.items()}
@@ -46,13 +46,14 @@ def bronze_from_streams(context: dg.AssetExecutionContext, settings: SettingsRes
         if rows:
             yield dg.MaterializeResult(
                 asset_key=bronze_key(name),
-                metadata={"rows_appended": rows, "last_stream_id": str(result.last_id or "")},
+                metadata={"rows_appended": rows, "last_stream_id": str(result.last_entry_id or "")},
             )
 
 
 bronze_ingest_job = dg.define_asset_job(
     "bronze_ingest_job",
-    selection=dg.AssetSelection.assets(bronze_from_streams),
+    # the expectation suites scan recent partitions: they run on their own schedule, not per micro-batch
+    selection=dg.AssetSelection.assets(bronze_from_streams).without_checks(),
     description="Drain the Redis ingest streams into bronze Delta (run by ingest_sensor).",
     tags={"dagster/max_runtime": "600"},
 )
@@ -83,6 +84,23 @@ def ingest_sensor(context: dg.SensorEvaluationContext, redis: RedisResource):
     return dg.RunRequest(tags={"socialpulse/backlog": str(waiting)})
 
 
+bronze_quality_job = dg.define_asset_job(
+    "bronze_quality_job",
+    selection=dg.AssetSelection.checks_for_assets(bronze_from_streams),
+    description="Run the Great Expectations suites over the recent bronze partitions.",
+)
+
+bronze_quality_schedule = dg.ScheduleDefinition(
+    name="bronze_quality_schedule",
+    cron_schedule="5 * * * *",
+    job=bronze_quality_job,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
 ASSETS = [bronze_from_streams]
-JOBS = [bronze_ingest_job]
+#: Great Expectations suites over recent bronze partitions (blocking where a run materializes bronze)
+ASSET_CHECKS = bronze_asset_checks()
+JOBS = [bronze_ingest_job, bronze_quality_job]
+SCHEDULES = [bronze_quality_schedule]
 SENSORS = [ingest_sensor]

@@ -1,16 +1,13 @@
-"""Warehouse domain: bronze exported into Postgres, hourly post metrics, the dbt project, bronze checks."""
+"""Warehouse domain: bronze exported into Postgres, hourly post metrics, the dbt project."""
 
 from assets.warehouse.assets import EXPORT_ASSETS, WAREHOUSE_ASSETS, post_metrics_hourly
 from assets.warehouse.dbt_assets import dbt_project, dbt_resource, socialpulse_dbt
-from quality.checks import bronze_asset_checks
 
 ASSETS = [*WAREHOUSE_ASSETS, socialpulse_dbt]
-ASSET_CHECKS = bronze_asset_checks()
 RESOURCES = {"dbt": dbt_resource()}
 
 __all__ = [
     "ASSETS",
-    "ASSET_CHECKS",
     "RESOURCES",
     "EXPORT_ASSETS",
     "dbt_project",
