@@ -50,6 +50,9 @@ def stack(tmp_path_factory):
         services_up(settings)
         yield settings
     finally:
+        from socialpulse.spark import stop_sessions
+
+        stop_sessions()
         services_down(settings)
         for k, v in old.items():
             if v is None:
