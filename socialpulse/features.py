@@ -226,11 +226,30 @@ def materialize(
 
 
 # --- online reads (serving) -------------------------------------------------------------------------
+class FeatureStoreNotReady(RuntimeError):
+    """The feature service is not registered yet (the repo was never applied / materialized)."""
+
+
+def _service(store: FeatureStore, service: str):
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        return store.get_feature_service(service, allow_cache=True)
+    except FeatureServiceNotFoundException:
+        # the registry may have been applied by another process since it was cached
+        store.refresh_registry()
+        try:
+            return store.get_feature_service(service, allow_cache=True)
+        except FeatureServiceNotFoundException:
+            raise FeatureStoreNotReady(
+                f"feature service {service} is not registered yet: materialize the feast/online assets "
+                "(socialpulse materialize, or the daily_refresh_job in Dagster)"
+            ) from None
+
+
 def _online(settings: Settings, service: str, entity_row: dict[str, Any]) -> dict[str, Any] | None:
     store = feature_store(settings)
-    response = store.get_online_features(
-        features=store.get_feature_service(service, allow_cache=True), entity_rows=[entity_row]
-    ).to_dict()
+    response = store.get_online_features(features=_service(store, service), entity_rows=[entity_row]).to_dict()
     values = {name: column[0] for name, column in response.items() if name not in entity_row}
     if all(v is None for v in values.values()):
         return None

@@ -61,12 +61,14 @@ def _unreachable(exc: BaseException) -> bool:
 async def post_stats(post_id: PostId, settings: SettingsDep) -> dict:
     try:
         # imported here: the feature module pulls in the feature store client only when stats are asked for
-        from socialpulse.features import get_post_stats
+        from socialpulse.features import FeatureStoreNotReady, get_post_stats
     except ImportError as exc:
         log.error("post stats unavailable: %s", exc)
         raise ApiError(503, "post stats are unavailable: the feature store client is not installed") from None
     try:
         stats = await run_in_threadpool(get_post_stats, settings, post_id)
+    except FeatureStoreNotReady as exc:
+        raise ApiError(503, f"post stats are not available yet: {exc}") from None
     except Exception as exc:
         if _unreachable(exc):
             log.warning("feature store unreachable for post %s: %s", post_id, exc)
