@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -13,12 +15,28 @@ from serving.errors import install_error_handlers
 from socialpulse.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+log = logging.getLogger("serving")
+
+
+def _warm_feature_store(settings: Settings) -> None:
+    """Import the feature-store client and open the store off the request path (a cold import of feast
+    takes 20-30 s on two cores; the first stats request should not pay it)."""
+    try:
+        from socialpulse.features import feature_store
+
+        feature_store(settings)
+    except Exception as exc:  # noqa: BLE001 - a warm-up failure surfaces on the first real request
+        log.warning("feature store warm-up failed: %s", exc)
+
+
+def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.stores = Stores(settings)
+        if warm:
+            threading.Thread(target=_warm_feature_store, args=(settings,), name="warm-features", daemon=True).start()
         try:
             yield
         finally:

@@ -6,6 +6,7 @@ folder on free 127.0.0.1 ports, and stops them by the PIDs it started.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 
@@ -71,3 +72,38 @@ def local_settings(tmp_path, monkeypatch):
     settings_mod.get_settings.cache_clear()
     yield settings_mod.get_settings()
     settings_mod.get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_only(tmp_path_factory):
+    """A real embedded Redis started alone, for paths that need no other store (ingest, drain)."""
+    from socialpulse.services import services_down, services_up
+    from socialpulse.settings import Settings
+
+    settings = Settings(home=tmp_path_factory.mktemp("redis_only_home"), redis_port=free_port())
+    services_up(settings, ["redis"])
+    try:
+        yield settings
+    finally:
+        services_down(settings, ["redis"])
+
+
+_redis_dbs = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture
+def redis_settings(redis_only, tmp_path):
+    """Factory of Settings on the real Redis with this test's own (flushed) database, lake and media store."""
+    import redis
+
+    def make(**overrides):
+        settings = redis_only.model_copy(update={
+            "redis_url": f"redis://127.0.0.1:{redis_only.redis_port}/{next(_redis_dbs)}",
+            "lake_uri": str(tmp_path / "lake"),
+            "media_uri": str(tmp_path / "media"),
+            **overrides,
+        })
+        redis.Redis.from_url(settings.redis).flushdb()
+        return settings
+
+    return make

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import itertools
 import json
-import socket
 
 import pytest
 import redis
@@ -21,40 +19,11 @@ from socialpulse.settings import Settings
 
 MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256))
 T0 = dt.datetime(2026, 3, 1, 23, 59, 59, tzinfo=dt.timezone.utc)
-_dbs = itertools.cycle(range(1, 16))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    """A real embedded Redis, started alone (the drain needs Redis and the local lake, nothing else)."""
-    from socialpulse.services import services_down, services_up
-
-    settings = Settings(home=tmp_path_factory.mktemp("drain_home"), redis_port=free_port())
-    services_up(settings, ["redis"])
-    try:
-        yield settings
-    finally:
-        services_down(settings, ["redis"])
 
 
 @pytest.fixture
-def settings(redis_server, tmp_path) -> Settings:
-    s = redis_server.model_copy(
-        update={
-            "redis_url": f"redis://127.0.0.1:{redis_server.redis_port}/{next(_dbs)}",
-            "lake_uri": str(tmp_path / "lake"),
-            "media_uri": str(tmp_path / "media"),
-            "drain_batch_size": 3,
-        }
-    )
-    redis.Redis.from_url(s.redis).flushdb()
-    return s
+def settings(redis_settings) -> Settings:
+    return redis_settings(drain_batch_size=3)
 
 
 @pytest.fixture

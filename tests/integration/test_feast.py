@@ -171,3 +171,14 @@ def test_serving_path_imports_no_lake_or_orchestration_engines(stack, online):
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report == {"views_1d": 2, "bad": []}
+
+
+def test_an_unapplied_registry_says_what_to_run(stack, tmp_path):
+    from socialpulse.features import FeatureStoreNotReady, clear_cache, get_post_stats
+
+    fresh = stack.model_copy(update={"home": tmp_path / "fresh-home"})
+    try:
+        with pytest.raises(FeatureStoreNotReady, match="post_stats_v1 is not registered yet: materialize"):
+            get_post_stats(fresh, "p1")
+    finally:
+        clear_cache()

@@ -3,9 +3,7 @@ and every refusal is a JSON 4xx that leaves nothing behind (no stream entry, no 
 
 from __future__ import annotations
 
-import itertools
 import json
-import socket
 import sys
 import types
 from pathlib import Path
@@ -21,42 +19,12 @@ from socialpulse.settings import Settings
 
 MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256)) * 4
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
-_dbs = itertools.cycle(range(1, 16))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    """A real embedded Redis, started alone (the ingest path needs no other store; ``stack`` starts all)."""
-    from socialpulse.services import services_down, services_up
-
-    settings = Settings(home=tmp_path_factory.mktemp("ingest_home"), redis_port=free_port())
-    services_up(settings, ["redis"])
-    try:
-        yield settings
-    finally:
-        services_down(settings, ["redis"])
 
 
 @pytest.fixture
-def api_settings(redis_server, tmp_path) -> Settings:
+def api_settings(redis_settings) -> Settings:
     """The real Redis, with this test's own database, lake and media store."""
-    settings = redis_server.model_copy(
-        update={
-            "redis_url": f"redis://127.0.0.1:{redis_server.redis_port}/{next(_dbs)}",
-            "lake_uri": str(tmp_path / "lake"),
-            "media_uri": str(tmp_path / "media"),
-            "max_upload_bytes": 4096,
-            "max_event_batch": 5,
-        }
-    )
-    redis.Redis.from_url(settings.redis).flushdb()
-    return settings
+    return redis_settings(max_upload_bytes=4096, max_event_batch=5)
 
 
 @pytest.fixture
@@ -232,10 +200,19 @@ def stats_client(tmp_path, monkeypatch):
             raise RuntimeError("secret internals")
         return None if post_id == "unknown" else {"views_7d": 10, "likes_7d": 2, "ctr": 0.2}
 
+    class FeatureStoreNotReady(RuntimeError):
+        pass
+
+    def get_post_stats_or_not_ready(settings, post_id):
+        if post_id == "fresh":
+            raise FeatureStoreNotReady("feature service post_stats_v1 is not registered yet")
+        return get_post_stats(settings, post_id)
+
     fake = types.ModuleType("socialpulse.features")
-    fake.get_post_stats = get_post_stats
+    fake.get_post_stats = get_post_stats_or_not_ready
+    fake.FeatureStoreNotReady = FeatureStoreNotReady
     monkeypatch.setitem(sys.modules, "socialpulse.features", fake)
-    with TestClient(create_app(Settings(home=tmp_path))) as c:
+    with TestClient(create_app(Settings(home=tmp_path), warm=False)) as c:
         yield c, calls
 
 
@@ -246,6 +223,8 @@ def test_post_stats(stats_client):
     assert calls["post_id"] == "p1"
     res = client.get("/v1/posts/unknown/stats")
     assert res.status_code == 404 and res.json() == {"error": "no stats for post unknown"}
+    res = client.get("/v1/posts/fresh/stats")
+    assert res.status_code == 503 and res.json()["error"].startswith("post stats are not available yet: feature service")
     res = client.get("/v1/posts/down/stats")
     assert res.status_code == 503 and res.json()["error"].startswith("the feature store is unreachable: ConnectionError")
     res = client.get("/v1/posts/bad%20id/stats")
