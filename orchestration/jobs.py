@@ -23,7 +23,6 @@ def build_jobs_and_schedules(asset_defs) -> tuple[list, list]:
     daily_refresh_job = dg.define_asset_job(
         "daily_refresh_job",
         selection=dg.AssetSelection.assets(*keys),
-        partitions_def=daily_partitions,
         description="Rebuild one UTC day of every derived asset (features, Feast, Postgres exports, metrics).",
     )
     unpartitioned = [

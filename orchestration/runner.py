@@ -12,6 +12,25 @@ from socialpulse.settings import Settings
 from socialpulse.stores.dagster_home import ensure_dagster_home
 
 
+#: in-process runs log to the console at WARNING; the full event log is in the Dagster UI
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def quiet_warnings() -> None:
+    """Dagster's beta/preview/deprecation warnings are for us, not for whoever runs the demo."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*")
+    try:
+        from dagster import BetaWarning, PreviewWarning
+
+        warnings.filterwarnings("ignore", category=BetaWarning)
+        warnings.filterwarnings("ignore", category=PreviewWarning)
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def _instance(settings: Settings):
     import dagster as dg
 
@@ -45,6 +64,7 @@ def materialize_all(
     settings: Settings, start: dt.date, end: dt.date, progress: Callable[[str], None] | None = None
 ) -> dict:
     """Run the daily refresh job for every day in [start, end], then the unpartitioned assets."""
+    quiet_warnings()
     from orchestration.definitions import defs
 
     progress = progress or (lambda _m: None)
@@ -54,14 +74,18 @@ def materialize_all(
     daily = defs.resolve_job_def("daily_refresh_job")
     for day in days_between(start, end):
         t0 = time.perf_counter()
-        result = daily.execute_in_process(partition_key=day.isoformat(), instance=instance, raise_on_error=False)
+        result = daily.execute_in_process(
+            partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET
+        )
         secs = round(time.perf_counter() - t0, 2)
         summary["partitions"][day.isoformat()] = {"success": result.success, "seconds": secs}
         progress(f"daily_refresh_job {day}: {'ok' if result.success else 'FAILED'} in {secs}s (run {result.run_id})")
         if not result.success:
             summary["failed"].append({"job": "daily_refresh_job", "partition": day.isoformat(), "run_id": result.run_id})
     t0 = time.perf_counter()
-    dims = defs.resolve_job_def("dimensions_refresh_job").execute_in_process(instance=instance, raise_on_error=False)
+    dims = defs.resolve_job_def("dimensions_refresh_job").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET
+    )
     summary["dimensions"] = {"success": dims.success, "seconds": round(time.perf_counter() - t0, 2)}
     progress(f"dimensions_refresh_job: {'ok' if dims.success else 'FAILED'} (run {dims.run_id})")
     if not dims.success:
@@ -104,7 +128,7 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
         f"  post stats     {api_url}/v1/posts/{sample_post}/stats" if sample_post else "",
         f"  Dagster UI     http://127.0.0.1:{settings.dagster_port}",
         f"  MLflow UI      {settings.mlflow}",
-        f"  Postgres       psql {settings.postgres}   (schemas bronze, metrics, dbt models in public_*)",
+        f"  Postgres       psql {settings.postgres}   (schemas bronze, metrics, staging, marts)",
         f"  Delta lake     {settings.lake}",
         "  stop           socialpulse services down",
     ]
