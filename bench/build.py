@@ -57,6 +57,9 @@ def main(cfg: dict) -> dict:
         out["failed"] = summary["failed"]
         out["total_s"] = round(out["load_s"] + out["materialize_s"], 1)
     finally:
+        from socialpulse.spark import stop_sessions
+
+        stop_sessions()
         services_down(s)
     return out
 
