@@ -10,37 +10,22 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from socialpulse.services.manager import isolated_env
+
 REPO = Path(__file__).resolve().parents[1]
 BENCHES = ("build", "ingest")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def isolated_env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    for k in list(env):
-        if k.startswith("SOCIALPULSE_"):
-            del env[k]
+def bench_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALPULSE_")}
+    env.update(isolated_env(home))
     env.update({
-        "SOCIALPULSE_HOME": str(home),
-        "SOCIALPULSE_POSTGRES_PORT": str(free_port()),
-        "SOCIALPULSE_REDIS_PORT": str(free_port()),
-        "SOCIALPULSE_SPARK_PORT": str(free_port()),
-        "SOCIALPULSE_MLFLOW_PORT": str(free_port()),
-        "SOCIALPULSE_API_PORT": str(free_port()),
-        "SOCIALPULSE_DAGSTER_PORT": str(free_port()),
-        "DAGSTER_HOME": str(home / "dagster"),
         "HF_HUB_OFFLINE": "1",
         "GX_ANALYTICS_ENABLED": "false",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -56,7 +41,7 @@ def run_in_subprocess(module: str, args: dict, progress) -> dict:
         home = Path(tmp) / "home"
         home.mkdir()
         cmd = [sys.executable, "-m", f"bench.{module}", json.dumps(args)]
-        proc = subprocess.Popen(cmd, cwd=REPO, env=isolated_env(home), stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=bench_env(home), stdout=subprocess.PIPE, text=True)
         last = None
         assert proc.stdout is not None
         for line in proc.stdout:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 
 import pytest
 
@@ -19,29 +18,15 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """Settings pointing at freshly started embedded Postgres, Redis, Spark Connect (Sail) and MLflow."""
     from socialpulse import settings as settings_mod
     from socialpulse.services import services_down, services_up
+    from socialpulse.services.manager import isolated_env
 
     home = tmp_path_factory.mktemp("socialpulse_home")
-    env = {
-        "SOCIALPULSE_HOME": str(home),
-        "SOCIALPULSE_POSTGRES_PORT": str(free_port()),
-        "SOCIALPULSE_REDIS_PORT": str(free_port()),
-        "SOCIALPULSE_SPARK_PORT": str(free_port()),
-        "SOCIALPULSE_MLFLOW_PORT": str(free_port()),
-        "SOCIALPULSE_API_PORT": str(free_port()),
-        "SOCIALPULSE_DAGSTER_PORT": str(free_port()),
-        "DAGSTER_HOME": str(home / "dagster"),
-    }
+    env = isolated_env(home)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     settings_mod.get_settings.cache_clear()
@@ -79,6 +64,8 @@ def redis_only(tmp_path_factory):
     """A real embedded Redis started alone, for paths that need no other store (ingest, drain)."""
     from socialpulse.services import services_down, services_up
     from socialpulse.settings import Settings
+
+    from socialpulse.services.manager import free_port
 
     settings = Settings(home=tmp_path_factory.mktemp("redis_only_home"), redis_port=free_port())
     services_up(settings, ["redis"])

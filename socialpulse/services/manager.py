@@ -39,6 +39,23 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    """Environment for a private platform instance: its own state folder and free 127.0.0.1 ports
+    (tests and benchmarks run beside the demo without touching it)."""
+    return {
+        "SOCIALPULSE_HOME": str(home),
+        **{f"SOCIALPULSE_{name.upper()}_PORT": str(free_port())
+           for name in ("postgres", "redis", "spark", "mlflow", "api", "dagster")},
+        "DAGSTER_HOME": str(Path(home) / "dagster"),
+    }
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
