@@ -192,5 +192,11 @@ def demo_cmd(users: int, posts: int, days: int, no_ui: bool) -> None:
         _fail(f"{type(exc).__name__}: {exc}")
 
 
+# --- domain command groups ---------------------------------------------------------------------
+from socialpulse.trends_cli import trends  # noqa: E402 - registered after main is defined
+
+main.add_command(trends)
+
+
 if __name__ == "__main__":
     main()
