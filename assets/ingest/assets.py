@@ -14,9 +14,7 @@ from orchestration.resources import RedisResource, SettingsResource
 from quality.checks import bronze_asset_checks
 from socialpulse.contracts import BRONZE
 
-BRONZE_DESCRIPTIONS = {name: c.description for name, c in BRONZE.items()}
-
-#: cap on one sensor tick: the sensor only decides, the run does the work
+#: seconds between sensor ticks: the sensor only decides, the run does the work
 SENSOR_INTERVAL_S = 5
 
 
@@ -25,7 +23,7 @@ SENSOR_INTERVAL_S = 5
     specs=[
         dg.AssetSpec(
             bronze_key(name),
-            description=BRONZE_DESCRIPTIONS[name],
+            description=BRONZE[name].description,
             group_name="ingest",
             kinds={"delta", "redis"},
             owners=["team:data-eng"],

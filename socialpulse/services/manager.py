@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -470,10 +469,3 @@ def services_down(settings: Settings, names: list[str] | None = None) -> list[Se
 def services_status(settings: Settings) -> list[ServiceStatus]:
     return [cls(settings).status() for cls in STORES + APPS]
 
-
-def wipe_state(settings: Settings) -> None:
-    """Delete the state folder (only when every service is stopped)."""
-    running = [s.name for s in services_status(settings) if s.state in ("running", "starting")]
-    if running:
-        raise ServiceError(f"stop {running} first (socialpulse services down)")
-    shutil.rmtree(settings.home_abs, ignore_errors=True)
