@@ -17,10 +17,11 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: $(LOCK) pyproject.toml
+$(VENV)/.installed: $(LOCK) requirements/nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --python $(BIN)/python -q -r $(LOCK) $(TORCH_SRC)
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -r requirements/nodeps.txt
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
 	$(BIN)/python -c "import duckdb_extensions; duckdb_extensions.import_extension('delta')"
 	touch $@

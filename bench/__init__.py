@@ -19,7 +19,7 @@ from pathlib import Path
 from socialpulse.services.manager import isolated_env
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHES = ("build", "ingest")
+BENCHES = ("build", "ingest", "moderation")
 
 
 def bench_env(home: Path) -> dict[str, str]:

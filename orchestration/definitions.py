@@ -6,11 +6,12 @@ import dagster as dg
 
 import assets.engagement as engagement
 import assets.ingest as ingest
+import assets.moderation as moderation
 import assets.warehouse as warehouse
 from orchestration.jobs import build_jobs_and_schedules
 from orchestration.resources import build_resources
 
-DOMAINS = (ingest, warehouse, engagement)
+DOMAINS = (ingest, warehouse, engagement, moderation)
 
 
 def _collect(attr: str) -> list:

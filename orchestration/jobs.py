@@ -9,11 +9,20 @@ import dagster as dg
 from assets.common import daily_partitions
 
 
+#: domains whose assets run in their own jobs, not in the shared refresh jobs: moderation's are driven by
+#: its sensor (new posts) and its own schedule, and its model is trained by text_model_job on demand
+OWN_JOB_GROUPS = frozenset({"moderation"})
+
+
+def _shared(a) -> bool:
+    return isinstance(a, dg.AssetsDefinition) and not (set(a.group_names_by_key.values()) & OWN_JOB_GROUPS)
+
+
 def daily_asset_keys(asset_defs) -> list[dg.AssetKey]:
     """Keys of every derived asset partitioned by UTC day (ingest's bronze tables are not derived)."""
     keys = []
     for a in asset_defs:
-        if isinstance(a, dg.AssetsDefinition) and a.partitions_def == daily_partitions:
+        if _shared(a) and a.partitions_def == daily_partitions:
             keys.extend(a.keys)
     return keys
 
@@ -28,7 +37,7 @@ def build_jobs_and_schedules(asset_defs) -> tuple[list, list]:
     unpartitioned = [
         k
         for a in asset_defs
-        if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
+        if _shared(a) and a.partitions_def is None
         for k in a.keys
         if k.path[:2] != ["lake", "bronze"]
     ]

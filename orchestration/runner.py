@@ -60,6 +60,20 @@ def report_bronze_loaded(settings: Settings, counts: dict[str, int], source: str
             )
 
 
+def _run(defs, name: str, instance, summary: dict, progress, day: dt.date | None = None) -> dict:
+    """Execute job ``name`` in process (one partition when ``day`` is given); record time and outcome."""
+    t0 = time.perf_counter()
+    result = defs.resolve_job_def(name).execute_in_process(
+        partition_key=day.isoformat() if day else None, instance=instance, raise_on_error=False, run_config=QUIET
+    )
+    outcome = {"success": result.success, "seconds": round(time.perf_counter() - t0, 2)}
+    where = f"{name} {day}" if day else name
+    progress(f"{where}: {'ok' if result.success else 'FAILED'} in {outcome['seconds']}s (run {result.run_id})")
+    if not result.success:
+        summary["failed"].append({"job": name, "run_id": result.run_id, **({"partition": day.isoformat()} if day else {})})
+    return outcome
+
+
 def materialize_all(
     settings: Settings, start: dt.date, end: dt.date, progress: Callable[[str], None] | None = None
 ) -> dict:
@@ -71,38 +85,42 @@ def materialize_all(
     instance = _instance(settings)
     summary: dict = {"partitions": {}, "failed": []}
     t_all = time.perf_counter()
-    daily = defs.resolve_job_def("daily_refresh_job")
     for day in days_between(start, end):
-        t0 = time.perf_counter()
-        result = daily.execute_in_process(
-            partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET
-        )
-        secs = round(time.perf_counter() - t0, 2)
-        summary["partitions"][day.isoformat()] = {"success": result.success, "seconds": secs}
-        progress(f"daily_refresh_job {day}: {'ok' if result.success else 'FAILED'} in {secs}s (run {result.run_id})")
-        if not result.success:
-            summary["failed"].append({"job": "daily_refresh_job", "partition": day.isoformat(), "run_id": result.run_id})
-    t0 = time.perf_counter()
-    dims = defs.resolve_job_def("dimensions_refresh_job").execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET
-    )
-    summary["dimensions"] = {"success": dims.success, "seconds": round(time.perf_counter() - t0, 2)}
-    progress(f"dimensions_refresh_job: {'ok' if dims.success else 'FAILED'} (run {dims.run_id})")
-    if not dims.success:
-        summary["failed"].append({"job": "dimensions_refresh_job", "run_id": dims.run_id})
+        summary["partitions"][day.isoformat()] = _run(defs, "daily_refresh_job", instance, summary, progress, day)
+    summary["dimensions"] = _run(defs, "dimensions_refresh_job", instance, summary, progress)
     summary["seconds"] = round(time.perf_counter() - t_all, 2)
     return summary
 
 
+def moderate_all(
+    settings: Settings, days: list[dt.date], *, train: bool = True, progress: Callable[[str], None] | None = None
+) -> dict:
+    """Train and register the text model (promoted only if it wins on val), then run moderation_job for
+    each day: scores, decisions and their serving copies."""
+    quiet_warnings()
+    from orchestration.definitions import defs
+
+    progress = progress or (lambda _m: None)
+    instance = _instance(settings)
+    summary: dict = {"partitions": {}, "failed": []}
+    if train:
+        summary["text_model"] = _run(defs, "text_model_job", instance, summary, progress)
+        if summary["failed"]:
+            return summary
+    for day in days:
+        summary["partitions"][day.isoformat()] = _run(defs, "moderation_job", instance, summary, progress, day)
+    return summary
+
+
 def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui: bool, echo, progress) -> dict:
-    from socialpulse.loaders import load_crisislex, load_hatexplain
+    from socialpulse.loaders import HATEXPLAIN_DAYS, load_crisislex, load_hatexplain
     from socialpulse.services.manager import services_up
     from socialpulse.synthetic import load_synthetic
 
     samples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "samples")
-    echo("1/5 starting the embedded services")
+    echo("1/6 starting the embedded services")
     services_up(settings, echo=progress)
-    echo(f"2/5 loading a synthetic world ({users} users, {posts} posts, {days} days) and the real-data samples")
+    echo(f"2/6 loading a synthetic world ({users} users, {posts} posts, {days} days) and the real-data samples")
     today = dt.datetime.now(dt.timezone.utc).date()
     # the synthetic world ends yesterday: today's partition belongs to live API events, never replaced
     start = today - dt.timedelta(days=days)
@@ -112,28 +130,45 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     report_bronze_loaded(
         settings, load_crisislex(settings, os.path.join(samples, "crisislex_t6", "stream.jsonl"), progress=progress), "crisislex"
     )
-    echo(f"3/5 materializing every asset for {start} .. {today}")
+    echo(f"3/6 materializing every asset for {start} .. {today}")
     summary = materialize_all(settings, start, today, progress=progress)
     if summary["failed"]:
         raise RuntimeError(f"materialization failed: {summary['failed']} (see the runs in the Dagster UI)")
+    echo("4/6 training the text moderation model and moderating every post (synthetic world and HateXplain)")
+    moderation = moderate_all(settings, sorted(HATEXPLAIN_DAYS.values()) + days_between(start, today), progress=progress)
+    if moderation["failed"]:
+        raise RuntimeError(f"moderation failed: {moderation['failed']} (see the runs in the Dagster UI)")
+    summary["moderation"] = moderation
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if start_ui:
-        echo("4/5 starting the API and the Dagster UI")
+        echo("5/6 starting the API and the Dagster UI")
         services_up(settings, ["api", "dagster"], echo=progress)
-    echo("5/5 ready")
+    echo("6/6 ready")
     sample_post = _busiest_post(settings, today - dt.timedelta(days=1))
     lines = [
         "",
         f"  API            {api_url}/docs   (health: {api_url}/readyz)",
         f"  post stats     {api_url}/v1/posts/{sample_post}/stats" if sample_post else "",
+        f"  moderation     {api_url}/v1/posts/{flagged}/moderation   (review queue: psql, moderation.review_queue)"
+        if (flagged := _flagged_post(settings)) else "",
         f"  Dagster UI     http://127.0.0.1:{settings.dagster_port}",
         f"  MLflow UI      {settings.mlflow}",
-        f"  Postgres       psql {settings.postgres}   (schemas bronze, metrics, staging, marts)",
+        f"  Postgres       psql {settings.postgres}   (schemas bronze, metrics, moderation, staging, marts)",
         f"  Delta lake     {settings.lake}",
         "  stop           socialpulse services down",
     ]
     echo("\n".join(line for line in lines if line))
     return summary
+
+
+def _flagged_post(settings: Settings) -> str | None:
+    """A post the moderation did not simply allow (the demo points at it)."""
+    from assets.moderation.tables import MODERATION_DECISIONS
+    from socialpulse import lake
+
+    t = lake.read(MODERATION_DECISIONS, settings=settings, columns=["post_id", "action"],
+                  filters=[("action", "in", ["remove", "review", "limit"])])
+    return t.column("post_id")[0].as_py() if t.num_rows else None
 
 
 def _busiest_post(settings: Settings, day: dt.date) -> str | None:

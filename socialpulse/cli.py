@@ -162,9 +162,10 @@ def materialize_cmd(start, end, days: int) -> None:
 
 # --- benchmarks --------------------------------------------------------------------------------
 @main.command("bench")
-@click.argument("name", type=click.Choice(["build", "ingest"]))
+@click.argument("name", type=click.Choice(["build", "ingest", "moderation"]))
 @click.option("--scale", type=click.Choice(["small", "full"]), default="small", show_default=True,
-              help="small: 10k users / 100k posts / 1M interactions; full adds 100k / 1M / 10M")
+              help="build: small = 10k users / 100k posts / 1M interactions, full adds 100k / 1M / 10M; "
+              "ingest and moderation: small = a short run, full = longer runs and more items")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="results file (default bench/results/NAME.json)")
 def bench_cmd(name: str, scale: str, out: Path | None) -> None:
     """Run benchmark NAME and write its figures to bench/results/NAME.json."""
@@ -194,8 +195,10 @@ def demo_cmd(users: int, posts: int, days: int, no_ui: bool) -> None:
 
 # --- domain command groups ---------------------------------------------------------------------
 from socialpulse.trends_cli import trends  # noqa: E402 - registered after main is defined
+from socialpulse.moderation_cli import moderation  # noqa: E402
 
 main.add_command(trends)
+main.add_command(moderation)
 
 
 if __name__ == "__main__":

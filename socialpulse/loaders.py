@@ -33,8 +33,9 @@ CRISISLEX_SAMPLE = SAMPLES_DIR / "crisislex_t6" / "stream.jsonl"
 HATEXPLAIN_LABELS = ("hatespeech", "offensive", "normal")
 HATEXPLAIN_SPLITS = ("train", "val", "test")
 #: HateXplain has no time stamps: each split lives on its own fixed day, so reloading one split replaces
-#: exactly that split's partition (and never touches live or synthetic days)
-HATEXPLAIN_DAYS = {"train": dt.date(2020, 1, 1), "val": dt.date(2020, 1, 2), "test": dt.date(2020, 1, 3)}
+#: exactly that split's partition (and never touches live or synthetic days). The days are the first three
+#: daily partitions (settings.partitions_start), so the day-partitioned assets (moderation) cover them.
+HATEXPLAIN_DAYS = {"train": dt.date(2026, 1, 1), "val": dt.date(2026, 1, 2), "test": dt.date(2026, 1, 3)}
 CRISISLEX_TOPIC = ("on-topic", "off-topic")
 PAYLOAD_MAX = 10_000  # dead-letter payloads are truncated so one huge line cannot bloat the table
 

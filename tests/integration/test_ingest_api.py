@@ -185,11 +185,11 @@ def test_readyz_checks_every_store(stack, tmp_path):
     }
 
 
-# --- post stats: the feature store is stubbed (no store needed) ----------------------------------------
+# --- post stats: the feature store is stubbed; the moderation gate is the real Redis --------------------
 
 
 @pytest.fixture
-def stats_client(tmp_path, monkeypatch):
+def stats_client(redis_settings, monkeypatch):
     calls = {}
 
     def get_post_stats(settings, post_id):
@@ -212,14 +212,17 @@ def stats_client(tmp_path, monkeypatch):
     fake.get_post_stats = get_post_stats_or_not_ready
     fake.FeatureStoreNotReady = FeatureStoreNotReady
     monkeypatch.setitem(sys.modules, "socialpulse.features", fake)
-    with TestClient(create_app(Settings(home=tmp_path), warm=False)) as c:
-        yield c, calls
+    settings = redis_settings()
+    with TestClient(create_app(settings, warm=False)) as c:
+        yield c, calls, redis.Redis.from_url(settings.redis)
 
 
 def test_post_stats(stats_client):
-    client, calls = stats_client
+    client, calls, _ = stats_client
     res = client.get("/v1/posts/p1/stats")
-    assert res.status_code == 200 and res.json() == {"post_id": "p1", "stats": {"views_7d": 10, "likes_7d": 2, "ctr": 0.2}}
+    assert res.status_code == 200 and res.json() == {
+        "post_id": "p1", "stats": {"views_7d": 10, "likes_7d": 2, "ctr": 0.2}, "restricted": False,
+    }
     assert calls["post_id"] == "p1"
     res = client.get("/v1/posts/unknown/stats")
     assert res.status_code == 404 and res.json() == {"error": "no stats for post unknown"}
@@ -232,3 +235,16 @@ def test_post_stats(stats_client):
     res = client.get("/v1/posts/boom/stats", headers={"x-request-id": "req-42"})
     assert res.status_code == 500 and res.json() == {"error": "internal error", "request_id": "req-42"}
     assert "secret" not in res.text and "Traceback" not in res.text
+
+
+def test_post_stats_honour_moderation(stats_client):
+    from socialpulse.moderation import REDIS_ACTIONS_KEY
+
+    client, calls, r = stats_client
+    r.hset(REDIS_ACTIONS_KEY, mapping={"p-removed": "remove", "p-limited": "limit", "p-review": "review"})
+    res = client.get("/v1/posts/p-removed/stats")
+    assert res.status_code == 404 and res.json() == {"error": "post p-removed is not available (removed by moderation)"}
+    assert calls.get("post_id") != "p-removed"  # the feature store is not even asked
+    assert client.get("/v1/posts/p-limited/stats").json()["restricted"] is True
+    assert client.get("/v1/posts/p-review/stats").json()["restricted"] is True
+    assert client.get("/v1/posts/p-ok/stats").json()["restricted"] is False

@@ -20,7 +20,9 @@ import dagster as dg
 from orchestration.definitions import defs
 from assets.common import daily_partitions
 graph = defs.resolve_asset_graph()
-out = {"assets": {}, "jobs": sorted(j.name for j in defs.jobs), "sensors": sorted(s.name for s in defs.sensors),
+out = {"assets": {}, "jobs": sorted(j.name for j in defs.jobs),
+       "job_assets": {name: sorted(k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.selected_asset_keys)
+                      for name in ("daily_refresh_job", "dimensions_refresh_job", "moderation_job", "text_model_job")}, "sensors": sorted(s.name for s in defs.sensors),
        "schedules": sorted(s.name for s in defs.schedules), "resources": sorted(defs.resources),
        "checks": sorted(k.to_user_string() for k in graph.asset_check_keys)}
 for key in graph.get_all_asset_keys():
@@ -96,3 +98,20 @@ def test_schedules_sensor_and_jobs(snapshot):
     assert {"bronze_ingest_job", "daily_refresh_job", "dimensions_refresh_job"} <= set(snapshot["jobs"])
     assert "daily_refresh_job_schedule" in snapshot["schedules"]
     assert any(c.startswith("lake/bronze/") for c in snapshot["checks"])
+
+
+def test_moderation_assets_jobs_and_sensor(snapshot):
+    assets = snapshot["assets"]
+    for key in ("lake/silver/moderation_scores", "lake/gold/moderation_decisions", "postgres/moderation/decisions"):
+        assert assets[key]["daily"] and assets[key]["backfill"] and assets[key]["group"] == "moderation", key
+    assert not assets["mlflow/moderation/text_model"]["daily"]
+    assert "moderation_sensor" in snapshot["sensors"] and "moderation_job_schedule" in snapshot["schedules"]
+    jobs = snapshot["job_assets"]
+    assert jobs["moderation_job"] == ["lake/gold/moderation_decisions", "lake/silver/moderation_scores",
+                                      "postgres/moderation/decisions"]
+    assert jobs["text_model_job"] == ["mlflow/moderation/text_model"]
+    # moderation runs on its own triggers: the shared refresh jobs never train or score
+    for shared in ("daily_refresh_job", "dimensions_refresh_job"):
+        assert not any("moderation" in k for k in jobs[shared]), jobs[shared]
+    assert {"lake/silver/moderation_scores:scores_valid", "lake/gold/moderation_decisions:decisions_valid",
+            "postgres/moderation/decisions:serving_matches_lake"} <= set(snapshot["checks"])

@@ -152,3 +152,13 @@ def test_vendored_samples_are_small_and_attributed():
     assert "CC-BY-4.0" in (samples / "ATTRIBUTION.md").read_text()
     size = sum(p.stat().st_size for p in CRISISLEX_SAMPLE.parents[1].rglob("*") if p.is_file())
     assert size < 2 * 1024 * 1024
+
+
+def test_hatexplain_days_are_daily_partitions():
+    # the day-partitioned assets (moderation scores and decisions) must be able to cover HateXplain's posts
+    import datetime as dt
+
+    from socialpulse.settings import Settings
+
+    start = dt.date.fromisoformat(Settings().partitions_start)
+    assert all(day >= start for day in HATEXPLAIN_DAYS.values())

@@ -1,4 +1,8 @@
-"""Post reads: engagement stats from the online feature store."""
+"""Post reads: engagement stats from the online feature store, moderation decisions from Postgres.
+
+Every read honours moderation: a removed post is answered 404 as if it did not exist; a limited or
+in-review post is served by direct id with ``"restricted": true`` (it is never recommended).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
-from serving.deps import SettingsDep
+from serving.deps import PgPoolDep, RedisDep, SettingsDep
 from serving.errors import ApiError
-from socialpulse.ingest import ID_PATTERN
+from socialpulse import moderation
+from socialpulse.ingest import ID_PATTERN, POSTS_STREAM, seen_key
 
 log = logging.getLogger("serving")
 
@@ -58,7 +63,8 @@ def _unreachable(exc: BaseException) -> bool:
     summary="Engagement stats of a post (from the online feature store)",
     responses={404: {"description": "no stats for this post"}, 503: {"description": "feature store unavailable"}},
 )
-async def post_stats(post_id: PostId, settings: SettingsDep) -> dict:
+async def post_stats(post_id: PostId, settings: SettingsDep, redis: RedisDep) -> dict:
+    action = await _gate(redis, post_id)
     try:
         # imported here: the feature module pulls in the feature store client only when stats are asked for
         from socialpulse.features import FeatureStoreNotReady, get_post_stats
@@ -76,4 +82,52 @@ async def post_stats(post_id: PostId, settings: SettingsDep) -> dict:
         raise
     if stats is None:
         raise ApiError(404, f"no stats for post {post_id}")
-    return {"post_id": post_id, "stats": _plain(stats)}
+    return {"post_id": post_id, "stats": _plain(stats), "restricted": action in moderation.NOT_RECOMMENDED}
+
+
+async def _gate(redis, post_id: str) -> str | None:
+    """The post's non-allow moderation action (None when allowed or not moderated); 404 when removed."""
+    try:
+        action = (await run_in_threadpool(moderation.actions_for, redis, [post_id])).get(post_id)
+    except Exception as exc:
+        if _unreachable(exc):
+            raise ApiError(503, f"the moderation gate (Redis) is unreachable: {type(exc).__name__}: {exc}") from None
+        raise
+    if action in moderation.HIDDEN:
+        raise ApiError(404, f"post {post_id} is not available (removed by moderation)")
+    return action
+
+
+def _moderation_read(pool, redis, post_id: str) -> dict:
+    with pool.connection() as conn:
+        decision = moderation.get_decision(conn, post_id)
+    if decision is not None:
+        return {"post_id": post_id, "status": "decided", **_plain(decision)}
+    # accepted by the ingest API but not yet through the moderation run: say so rather than 404
+    if redis.exists(seen_key(POSTS_STREAM, post_id)):
+        return {"post_id": post_id, "status": "pending", "action": None}
+    return {}
+
+
+@router.get(
+    "/{post_id}/moderation",
+    summary="The moderation decision on a post: action, reasons, scores and model versions",
+    responses={
+        200: {"description": "decided (action allow/limit/review/remove) or pending (accepted, not yet moderated)"},
+        404: {"description": "no such post"},
+        503: {"description": "Postgres or Redis unavailable"},
+    },
+)
+async def post_moderation(post_id: PostId, pool: PgPoolDep, redis: RedisDep) -> dict:
+    try:
+        body = await run_in_threadpool(_moderation_read, pool, redis, post_id)
+    except Exception as exc:
+        from psycopg import OperationalError
+        from psycopg_pool import PoolTimeout
+
+        if isinstance(exc, (OperationalError, PoolTimeout)) or _unreachable(exc):
+            raise ApiError(503, f"moderation decisions are unreachable: {type(exc).__name__}: {exc}") from None
+        raise
+    if not body:
+        raise ApiError(404, f"no post {post_id} (never accepted, or older than the ingest window and undecided)")
+    return body
