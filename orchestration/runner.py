@@ -60,11 +60,13 @@ def report_bronze_loaded(settings: Settings, counts: dict[str, int], source: str
             )
 
 
-def _run(defs, name: str, instance, summary: dict, progress, day: dt.date | None = None) -> dict:
+def _run(defs, name: str, instance, summary: dict, progress, day: dt.date | None = None,
+         run_config: dict | None = None) -> dict:
     """Execute job ``name`` in process (one partition when ``day`` is given); record time and outcome."""
     t0 = time.perf_counter()
     result = defs.resolve_job_def(name).execute_in_process(
-        partition_key=day.isoformat() if day else None, instance=instance, raise_on_error=False, run_config=QUIET
+        partition_key=day.isoformat() if day else None, instance=instance, raise_on_error=False,
+        run_config={**QUIET, **(run_config or {})},
     )
     outcome = {"success": result.success, "seconds": round(time.perf_counter() - t0, 2)}
     where = f"{name} {day}" if day else name
@@ -93,10 +95,11 @@ def materialize_all(
 
 
 def moderate_all(
-    settings: Settings, days: list[dt.date], *, train: bool = True, progress: Callable[[str], None] | None = None
+    settings: Settings, days: list[dt.date], *, train: bool = True, train_config: dict | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Train and register the text model (promoted only if it wins on val), then run moderation_job for
-    each day: scores, decisions and their serving copies."""
+    """Train and register the text model (promoted only if it wins on val; ``train_config`` is the
+    asset's TextModelConfig), then run moderation_job for each day: scores, decisions, serving copies."""
     quiet_warnings()
     from orchestration.definitions import defs
 
@@ -104,7 +107,8 @@ def moderate_all(
     instance = _instance(settings)
     summary: dict = {"partitions": {}, "failed": []}
     if train:
-        summary["text_model"] = _run(defs, "text_model_job", instance, summary, progress)
+        config = {"ops": {"mlflow__moderation__text_model": {"config": train_config}}} if train_config else None
+        summary["text_model"] = _run(defs, "text_model_job", instance, summary, progress, run_config=config)
         if summary["failed"]:
             return summary
     for day in days:

@@ -1,4 +1,5 @@
-"""The `socialpulse moderation` commands: score, evaluate and train the text moderation model.
+"""The `socialpulse moderation` commands: score, evaluate and train the text moderation model, and run the
+moderation assets (retrain, backfill) through Dagster.
 
 Registered in ``socialpulse.cli`` with ``main.add_command(moderation)``. Heavy imports (torch, mlflow)
 happen inside the commands, so ``socialpulse --help`` stays fast. ``train`` needs no service, so it also
@@ -8,6 +9,7 @@ runs on a bare GPU box.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import sys
@@ -245,3 +247,71 @@ def train_cmd(data_dir: Path, out_dir: Path | None, finetune_epochs: int, device
                   f"and retry, or leave out --register")
         (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     click.echo(json.dumps(report, indent=2, default=str))
+
+
+@moderation.command("run")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="first day (default: --days back)")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="last day (default: today UTC)")
+@click.option("--days", default=1, show_default=True, type=click.IntRange(min=0),
+              help="how many days back when --start is not given (0: train only)")
+@click.option("--hatexplain-days", is_flag=True, help="also moderate the days that hold the HateXplain posts")
+@click.option("--train/--no-train", default=False, show_default=True,
+              help="first train, evaluate and register the text model (text_model_job; promoted only if it "
+              "beats the champion on val); needs `socialpulse load hatexplain PATH`")
+@click.option("--finetune-epochs", default=0, show_default=True, type=click.IntRange(min=0),
+              help="with --train: fine-tune the encoder for N epochs (0: frozen encoder + head)")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--max-train-rows", default=None, type=click.IntRange(min=10), help="with --train: cap the train split")
+def run_cmd(start, end, days: int, hatexplain_days: bool, train: bool, finetune_epochs: int, device: str,
+            max_train_rows: int | None) -> None:
+    """Run the moderation assets through Dagster (runs show in the Dagster UI): optionally retrain the text
+    model, then moderate each day (scores -> decisions -> Postgres + Redis). Scoring is incremental: a day
+    already moderated by the same models only scores its new or changed posts. Needs the services."""
+    from orchestration.runner import moderate_all
+    from socialpulse.loaders import HATEXPLAIN_DAYS
+    from socialpulse.settings import get_settings
+
+    end_d = end.date() if end else dt.datetime.now(dt.timezone.utc).date()
+    start_d = start.date() if start else end_d - dt.timedelta(days=days - 1)
+    if start_d > end_d and days:
+        _fail(f"--start {start_d} is after --end {end_d}")
+    run_days = [start_d + dt.timedelta(days=i) for i in range((end_d - start_d).days + 1)] if days or start else []
+    if hatexplain_days:
+        run_days = sorted(set(run_days) | set(HATEXPLAIN_DAYS.values()))
+    config = {"finetune_epochs": finetune_epochs, "device": device, "max_train_rows": max_train_rows}
+    summary = moderate_all(get_settings(), run_days, train=train, train_config=config if train else None,
+                           progress=_progress)
+    click.echo(json.dumps(summary, indent=2))
+    if summary["failed"]:
+        _fail(f"{len(summary['failed'])} run(s) failed: see the runs in the Dagster UI")
+
+
+@moderation.command("report")
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+def report_cmd(split: str) -> None:
+    """How the published decisions on the HateXplain posts fall across their reference labels: per label,
+    the count and share of allow / limit / review / remove (JSON). Needs `socialpulse load hatexplain` and
+    `socialpulse moderation run --hatexplain-days` first; reads the lake, no service needed."""
+    from assets.moderation.scoring import action_table
+    from assets.moderation.tables import MODERATION_DECISIONS
+    from socialpulse import lake
+    from socialpulse.loaders import HATEXPLAIN_DAYS
+    from socialpulse.settings import get_settings
+
+    s = get_settings()
+    uri = s.table_uri("reference", "hatexplain")
+    if lake.open_table(uri) is None:
+        _fail("no HateXplain reference table: run `socialpulse load hatexplain PATH` first")
+    ref = lake.read(uri, columns=["post_id", "split", "label"]).to_pylist()
+    labels = {r["post_id"]: r["label"] for r in ref if split == "all" or r["split"] == split}
+    days = list(HATEXPLAIN_DAYS.values()) if split == "all" else [HATEXPLAIN_DAYS[split]]
+    decisions = lake.read(MODERATION_DECISIONS, settings=s, columns=["post_id", "action", "policy_version"],
+                          filters=[("event_date", "in", days)]).to_pylist()
+    if not decisions:
+        _fail("no decisions on the HateXplain days yet: run `socialpulse moderation run --hatexplain-days`")
+    out = action_table(decisions, labels)
+    out["split"] = split
+    out["decided"] = sum(1 for d in decisions if d["post_id"] in labels)
+    out["labelled"] = len(labels)
+    out["policy_versions"] = sorted({d["policy_version"] for d in decisions})
+    click.echo(json.dumps(out, indent=2))

@@ -259,3 +259,30 @@ def decision_violations(decisions: pa.Table, scored_ids: Sequence[str]) -> dict[
         "undecided_posts": len(set(scored_ids) - set(ids)),
         "duplicate_posts": len(ids) - len(set(ids)),
     }
+
+
+def action_table(decisions: Sequence[dict], labels: dict[str, str]) -> dict:
+    """How the policy's actions fall across reference labels (e.g. HateXplain's): per label, the count and
+    share of each action, plus the headline rates a trust & safety team reads (hate removed or held,
+    normal posts left alone)."""
+    from assets.moderation.policy import ACTIONS
+
+    table: dict[str, dict[str, int]] = {}
+    for d in decisions:
+        label = labels.get(d["post_id"])
+        if label is None:
+            continue
+        table.setdefault(label, {a: 0 for a in ACTIONS})[d["action"]] += 1
+    out = {label: {"n": sum(c.values()), **c, **{f"{a}_share": round(c[a] / max(1, sum(c.values())), 4) for a in ACTIONS}}
+           for label, c in sorted(table.items())}
+
+    def share(label: str, actions: tuple[str, ...]) -> float | None:
+        c = table.get(label)
+        return round(sum(c[a] for a in actions) / sum(c.values()), 4) if c and sum(c.values()) else None
+
+    return {
+        "by_label": out,
+        "hatespeech_removed_or_held": share("hatespeech", ("remove", "review")),
+        "toxic_actioned": share("offensive", ("remove", "review", "limit")),
+        "normal_allowed": share("normal", ("allow",)),
+    }

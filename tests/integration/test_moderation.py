@@ -205,3 +205,23 @@ def test_rerun_scores_only_what_changed(stack, moderated_day):
     edited = dg.materialize(daily, resources=build_resources(stack), partition_key=D.isoformat())
     meta = _meta(edited, "lake/silver/moderation_scores")
     assert meta["scored_now"].value == 1 and meta["rows"].value == 8
+
+
+def test_cli_moderates_the_hatexplain_days_and_reports_actions_by_label(stack, champion):
+    import json
+
+    from click.testing import CliRunner
+
+    from socialpulse.cli import main
+
+    runner = CliRunner()
+    ran = runner.invoke(main, ["moderation", "run", "--days", "0", "--hatexplain-days"])
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(ran.stdout[ran.stdout.index("{"):])
+    assert sorted(summary["partitions"]) == ["2026-01-01", "2026-01-02", "2026-01-03"] and not summary["failed"]
+    rep = runner.invoke(main, ["moderation", "report", "--split", "test"])
+    assert rep.exit_code == 0, rep.output
+    table = json.loads(rep.stdout[rep.stdout.index("{"):])
+    assert table["decided"] == table["labelled"] == 100  # the vendored sample's test split
+    assert set(table["by_label"]) == {"hatespeech", "offensive", "normal"}
+    assert 0.0 <= table["normal_allowed"] <= 1.0

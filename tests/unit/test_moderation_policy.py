@@ -106,3 +106,17 @@ def test_bad_policy_is_refused_with_the_key(edit, message):
 def test_missing_policy_file_is_a_clear_error(tmp_path):
     with pytest.raises(PolicyError, match="cannot be read"):
         load_policy(tmp_path / "nope.toml")
+
+
+def test_action_table_reads_actions_across_reference_labels():
+    from assets.moderation.scoring import action_table
+
+    decisions = [{"post_id": "a", "action": "remove"}, {"post_id": "b", "action": "review"},
+                 {"post_id": "c", "action": "allow"}, {"post_id": "d", "action": "allow"},
+                 {"post_id": "e", "action": "limit"}, {"post_id": "x", "action": "remove"}]
+    labels = {"a": "hatespeech", "b": "hatespeech", "c": "hatespeech", "d": "normal", "e": "offensive"}
+    t = action_table(decisions, labels)
+    assert t["by_label"]["hatespeech"]["n"] == 3 and t["by_label"]["hatespeech"]["remove"] == 1
+    assert t["hatespeech_removed_or_held"] == round(2 / 3, 4)
+    assert t["normal_allowed"] == 1.0 and t["toxic_actioned"] == 1.0
+    assert sum(v["n"] for v in t["by_label"].values()) == 5  # the unlabelled post is left out
