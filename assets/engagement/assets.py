@@ -15,7 +15,6 @@ from assets.engagement.spark_features import (
     use_utc,
 )
 from orchestration.resources import SettingsResource, SparkResource
-from socialpulse import features
 
 GROUP = "engagement"
 OWNERS = ["team:ml"]
@@ -99,6 +98,9 @@ def online_engagement_features(context: dg.AssetExecutionContext, settings: Sett
     """Materialize one UTC day of the engagement feature views from Delta into the Redis online store."""
     day = partition_day(context)
     s = settings.get()
+    # imported here: feast takes ~13 s to import, which every run process of every job would pay otherwise
+    from socialpulse import features
+
     features.apply_repo(s)
     start, end = materialization_window(day)
     result = features.materialize(s, start, end, feature_views=list(ONLINE_KEYS))

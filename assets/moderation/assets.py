@@ -134,6 +134,21 @@ def _read_media(uri: str) -> bytes:
     return path.read_bytes()
 
 
+def bronze_posts_day(settings: Settings, day: dt.date, version: int | None = None):
+    """(latest row per post of the day's bronze posts, the Delta version read). Scores record the version
+    so their check compares against the same snapshot while the live path keeps appending posts."""
+    from assets.warehouse.export import latest_per_key
+    from socialpulse.contracts import POSTS
+
+    delta = lake.open_table(lake.table_uri(POSTS, settings))
+    if delta is None:
+        return POSTS.schema.empty_table(), None
+    if version is not None:
+        delta.load_as_version(version)
+    rows = delta.to_pyarrow_table(partitions=[("event_date", "=", day.isoformat())])
+    return latest_per_key(rows.select(POSTS.schema.names).cast(POSTS.schema), ("post_id",)), delta.version()
+
+
 @dg.asset(
     key=SCORES_KEY,
     deps=[bronze_key("posts"), bronze_key("media"), TEXT_MODEL_KEY],
@@ -149,11 +164,9 @@ def moderation_scores(context: dg.AssetExecutionContext, settings: SettingsResou
                       mlflow: MLflowResource) -> dg.MaterializeResult:
     from assets.moderation.scoring import media_model_version, score_posts, still_valid, value_counts
     from assets.moderation.tables import MEDIA_STATUS, MODERATION_SCORES
-    from assets.warehouse.export import latest_per_key, read_bronze_day
-
     s = settings.get()
     day = partition_day(context)
-    posts = latest_per_key(read_bronze_day(s, "posts", day), ("post_id",))
+    posts, bronze_version = bronze_posts_day(s, day)
     try:
         model = _champion(mlflow.tracking_uri, str(s.home_abs / "models"))
     except LookupError as exc:
@@ -173,6 +186,7 @@ def moderation_scores(context: dg.AssetExecutionContext, settings: SettingsResou
         metadata={
             "rows": rows.num_rows,
             "scored_now": scored.num_rows,
+            "bronze_posts_version": dg.MetadataValue.int(-1 if bronze_version is None else bronze_version),
             "kept": kept.num_rows,
             "text_model_version": model.version,
             "media_model_version": media_version,
@@ -250,12 +264,18 @@ def _result(violations: dict[str, int], context, **extra) -> dg.AssetCheckResult
 def scores_valid(context: dg.AssetCheckExecutionContext, settings: SettingsResource) -> dg.AssetCheckResult:
     from assets.moderation.scoring import score_violations
     from assets.moderation.tables import MODERATION_SCORES
-    from assets.warehouse.export import read_bronze_day
 
     s, day = settings.get(), partition_day(context)
     scores = _day_table(MODERATION_SCORES, s, day)
-    posts = read_bronze_day(s, "posts", day).column("post_id").to_pylist()
-    return _result(score_violations(scores, posts), context, rows=scores.num_rows)
+    # the bronze snapshot the scores were computed from: posts landing since then are the next run's work
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SCORES_KEY, asset_partitions=[context.partition_key]), limit=1
+    ).records
+    meta = records[0].asset_materialization.metadata if records else {}
+    version = meta["bronze_posts_version"].value if "bronze_posts_version" in meta else None
+    posts, _ = bronze_posts_day(s, day, None if version is None or version < 0 else version)
+    return _result(score_violations(scores, posts.column("post_id").to_pylist()), context, rows=scores.num_rows,
+                   bronze_posts_version=-1 if version is None else version)
 
 
 @dg.asset_check(asset=DECISIONS_KEY, name="decisions_valid", blocking=True, partitions_def=daily_partitions,
@@ -297,6 +317,8 @@ moderation_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     partitions_def=daily_partitions,
     description="Moderate one UTC day: score new posts, decide, publish to Postgres and Redis.",
+    # one process per run: models load once and the live path does not pay a process start per step
+    executor_def=dg.in_process_executor,
 )
 text_model_job = dg.define_asset_job(
     "text_model_job",
