@@ -145,8 +145,8 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     summary["moderation"] = moderation
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if start_ui:
-        echo("5/6 starting the API and the Dagster UI")
-        services_up(settings, ["api", "dagster"], echo=progress)
+        echo("5/6 starting the API, the Dagster UI and the live moderation worker")
+        services_up(settings, ["api", "dagster", "moderation"], echo=progress)
     echo("6/6 ready")
     sample_post = _busiest_post(settings, today - dt.timedelta(days=1))
     lines = [

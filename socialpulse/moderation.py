@@ -1,6 +1,7 @@
 """Moderation decisions in the serving stores: the Postgres tables, the Redis gate, and their reads.
 
-Written by the moderation assets (``assets/moderation``), read by the API. Postgres ``moderation.decisions``
+Written by the moderation assets and the live moderation worker (``assets/moderation``; ``source`` says
+which), read by the API. Postgres ``moderation.decisions``
 holds every decision (one row per post); ``moderation.review_queue`` holds the posts sent to a human.
 Redis hash ``moderation:action`` maps post id -> action for every post that is not plainly allowed, so a
 serving path filters a page of candidates with one HMGET: ``remove`` is hidden everywhere, ``limit`` and
@@ -35,8 +36,10 @@ CREATE TABLE IF NOT EXISTS {PG_SCHEMA}.decisions (
     media_model_version text NOT NULL,
     decided_at timestamptz NOT NULL,
     created_at timestamptz NOT NULL,
-    event_date date NOT NULL
+    event_date date NOT NULL,
+    source text NOT NULL DEFAULT 'asset' CHECK (source IN ('asset', 'live'))
 );
+ALTER TABLE {PG_SCHEMA}.decisions ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'asset';
 CREATE INDEX IF NOT EXISTS decisions_event_date_idx ON {PG_SCHEMA}.decisions (event_date);
 CREATE INDEX IF NOT EXISTS decisions_not_allowed_idx ON {PG_SCHEMA}.decisions (action) WHERE action <> 'allow';
 CREATE TABLE IF NOT EXISTS {PG_SCHEMA}.review_queue (
@@ -71,7 +74,7 @@ def get_decision(conn: psycopg.Connection, post_id: str) -> dict | None:
         cur.execute(
             """SELECT d.post_id, d.action, d.reasons, d.hatespeech, d.offensive, d.nsfw, d.media_status,
                       d.policy_version, d.text_model_version, d.media_model_version, d.decided_at,
-                      q.status AS review_status
+                      d.source, q.status AS review_status
                FROM moderation.decisions d LEFT JOIN moderation.review_queue q USING (post_id)
                WHERE d.post_id = %s""",
             (post_id,),

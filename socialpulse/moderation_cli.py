@@ -315,3 +315,28 @@ def report_cmd(split: str) -> None:
     out["labelled"] = len(labels)
     out["policy_versions"] = sorted({d["policy_version"] for d in decisions})
     click.echo(json.dumps(out, indent=2))
+
+
+@moderation.command("worker")
+@click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="file written once the models are loaded (the service manager waits for it)")
+def worker_cmd(ready_file: Path | None) -> None:
+    """Moderate new uploads within seconds: read ingest:posts as consumer group `moderation`, score and decide
+    each post with the champion model and the policy, publish to Postgres and the Redis gate. Runs until
+    interrupted (`socialpulse services up moderation` runs it in the background). The daily moderation
+    assets stay the record in Delta and catch anything the worker missed."""
+    import signal
+
+    _quiet_transformers()
+    from assets.moderation.worker import run_worker
+    from socialpulse.settings import get_settings
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        run_worker(get_settings(), stop=lambda: bool(stopping), ready_file=ready_file,
+                   log=lambda m: click.echo(m, err=True))
+    except KeyboardInterrupt:
+        pass
+    except LookupError as exc:
+        _fail(f"{exc}; train one first: `socialpulse moderation run --train --days 0`")

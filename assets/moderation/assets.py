@@ -300,7 +300,9 @@ def serving_matches_lake(context: dg.AssetCheckExecutionContext, settings: Setti
     lake_rows = _day_table(MODERATION_DECISIONS, s, day)
     review = sum(1 for a in lake_rows.column("action").to_pylist() if a == "review")
     with postgres.connect() as conn:
-        pg_rows = conn.execute("SELECT count(*) FROM moderation.decisions WHERE event_date = %s", (day,)).fetchone()[0]
+        # live rows (the worker's, posts not yet in the lake) are the next run's to confirm: count the record
+        pg_rows = conn.execute("SELECT count(*) FROM moderation.decisions WHERE event_date = %s AND source = 'asset'",
+                               (day,)).fetchone()[0]
         queued = conn.execute(
             """SELECT count(*) FROM moderation.decisions d JOIN moderation.review_queue q USING (post_id)
                WHERE d.event_date = %s AND d.action = 'review'""", (day,)).fetchone()[0]

@@ -1,9 +1,12 @@
-"""Publish one day of moderation decisions to the serving stores (Postgres tables and the Redis gate).
+"""Publish moderation decisions to the serving stores (Postgres tables and the Redis gate).
 
-Idempotent per day: the day's rows in ``moderation.decisions`` are replaced in one transaction; the review
-queue gains the day's ``review`` posts (an item already resolved by a human stays resolved) and loses open
-items whose post is no longer in review; the Redis gate is set for non-allowed posts and cleared for the
-others. Postgres commits first, so a crash between the two is repaired by the next run of the same day.
+Two writers share these functions: the daily assets (``publish_day``, the record, from Delta) and the live
+worker (``publish_posts``, seconds after upload). Rows carry their ``source`` (``asset`` or ``live``).
+``publish_day`` upserts the day's decisions in one transaction and removes the day's *asset* rows whose
+post left bronze; it never deletes a live row, which the next asset run of that day supersedes. The review
+queue gains ``review`` posts (an item a human resolved stays resolved) and loses open items whose post is no
+longer in review; the Redis gate is set for non-allowed posts and cleared for the others. Postgres commits
+first, so a crash between the two is repaired by the next run.
 """
 
 from __future__ import annotations
@@ -18,31 +21,48 @@ from psycopg import sql
 from assets.moderation.scoring import value_counts
 from assets.moderation.tables import MODERATION_DECISIONS
 from assets.warehouse.export import copy_rows
-from socialpulse.moderation import PG_SCHEMA, REDIS_ACTIONS_KEY, ensure_tables
+from socialpulse.moderation import DECISION_COLUMNS, REDIS_ACTIONS_KEY, ensure_tables
+
+ACTIONS = ("allow", "limit", "review", "remove")
 
 
-def publish_day(conn: psycopg.Connection, redis_client, decisions: pa.Table, day: dt.date) -> dict:
-    ensure_tables(conn)
-    target = sql.SQL("{}.decisions").format(sql.Identifier(PG_SCHEMA))
+def _upsert(conn: psycopg.Connection, decisions: pa.Table, source: str) -> None:
+    """COPY into a temporary table, then insert-or-update by post id (a live row never replaces an asset row)."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _decisions (LIKE moderation.decisions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    copy_rows(conn, sql.Identifier("_decisions"), MODERATION_DECISIONS, decisions)
+    cols = sql.SQL(", ").join(map(sql.Identifier, DECISION_COLUMNS))
+    updates = sql.SQL(", ").join(
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in DECISION_COLUMNS if c != "post_id"
+    )
+    guard = sql.SQL("") if source == "asset" else sql.SQL(" WHERE moderation.decisions.source = 'live'")
+    conn.execute(
+        sql.SQL("INSERT INTO moderation.decisions ({cols}, source) SELECT {cols}, %s FROM _decisions "
+                "ON CONFLICT (post_id) DO UPDATE SET {updates}, source = EXCLUDED.source{guard}").format(
+            cols=cols, updates=updates, guard=guard),
+        (source,),
+    )
+
+
+def _review_queue(conn: psycopg.Connection, decisions: pa.Table) -> int:
+    ids = decisions.column("post_id").to_pylist()
+    conn.execute(
+        """DELETE FROM moderation.review_queue q WHERE q.post_id = ANY(%s) AND q.status = 'open'
+           AND NOT EXISTS (SELECT 1 FROM moderation.decisions d WHERE d.post_id = q.post_id AND d.action = 'review')""",
+        (ids,),
+    )
     review = decisions.filter(pc.equal(decisions.column("action"), "review"))
-    with conn.transaction():
-        conn.execute(sql.SQL("DELETE FROM {} WHERE event_date = %s").format(target), (day,))
-        copy_rows(conn, target, MODERATION_DECISIONS, decisions)
-        conn.execute(
-            """DELETE FROM moderation.review_queue q WHERE q.event_date = %s AND q.status = 'open'
-               AND NOT EXISTS (SELECT 1 FROM moderation.decisions d
-                               WHERE d.post_id = q.post_id AND d.action = 'review')""",
-            (day,),
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO moderation.review_queue (post_id, reasons, event_date) VALUES (%s, %s, %s)
+               ON CONFLICT (post_id) DO UPDATE SET reasons = EXCLUDED.reasons
+               WHERE moderation.review_queue.status = 'open'""",
+            [(r["post_id"], r["reasons"], r["event_date"]) for r in review.select(["post_id", "reasons", "event_date"]).to_pylist()],
         )
-        with conn.cursor() as cur:
-            cur.executemany(
-                """INSERT INTO moderation.review_queue (post_id, reasons, event_date) VALUES (%s, %s, %s)
-                   ON CONFLICT (post_id) DO UPDATE SET reasons = EXCLUDED.reasons
-                   WHERE moderation.review_queue.status = 'open'""",
-                [(r["post_id"], r["reasons"], r["event_date"]) for r in review.select(["post_id", "reasons", "event_date"]).to_pylist()],
-            )
-    gated = {}
-    cleared = []
+    return review.num_rows
+
+
+def _gate(redis_client, decisions: pa.Table) -> None:
+    gated, cleared = {}, []
     for pid, action in zip(decisions.column("post_id").to_pylist(), decisions.column("action").to_pylist()):
         if action == "allow":
             cleared.append(pid)
@@ -55,5 +75,29 @@ def publish_day(conn: psycopg.Connection, redis_client, decisions: pa.Table, day
     for i in range(0, len(items), 10_000):
         pipe.hset(REDIS_ACTIONS_KEY, mapping=dict(items[i:i + 10_000]))
     pipe.execute()
-    counts = value_counts(decisions, "action", ("allow", "limit", "review", "remove"))
-    return {"rows": decisions.num_rows, "review_items": review.num_rows, **counts}
+
+
+def publish_day(conn: psycopg.Connection, redis_client, decisions: pa.Table, day: dt.date) -> dict:
+    """The record: one day of decisions from Delta."""
+    ensure_tables(conn)
+    with conn.transaction():
+        _upsert(conn, decisions, "asset")
+        conn.execute(
+            "DELETE FROM moderation.decisions WHERE event_date = %s AND source = 'asset' AND NOT (post_id = ANY(%s))",
+            (day, decisions.column("post_id").to_pylist()),
+        )
+        review = _review_queue(conn, decisions)
+    _gate(redis_client, decisions)
+    return {"rows": decisions.num_rows, "review_items": review, **value_counts(decisions, "action", ACTIONS)}
+
+
+def publish_posts(conn: psycopg.Connection, redis_client, decisions: pa.Table) -> dict:
+    """The live path: decisions on posts just accepted, before the day's assets have run."""
+    if decisions.num_rows == 0:
+        return {}
+    ensure_tables(conn)
+    with conn.transaction():
+        _upsert(conn, decisions, "live")
+        review = _review_queue(conn, decisions)
+    _gate(redis_client, decisions)
+    return {"review_items": review, **value_counts(decisions, "action", ACTIONS)}

@@ -434,9 +434,41 @@ class DagsterUI(Service):
         return env
 
 
+class ModerationWorker(Service):
+    """The live moderation worker (``socialpulse moderation worker``): no port; ready once its models are
+    loaded (it writes ``run/moderation.ready``)."""
+
+    name = "moderation"
+    start_timeout = 180.0
+
+    @property
+    def ready_file(self) -> Path:
+        return self.run_dir / "moderation.ready"
+
+    def url(self) -> str:
+        return "ingest:posts -> moderation.decisions"
+
+    def port(self) -> int:
+        return 0  # nothing listens: launch()'s port check never trips
+
+    def prepare(self) -> None:
+        self.ready_file.unlink(missing_ok=True)
+
+    def ready(self) -> bool:
+        return self.ready_file.exists()
+
+    def command(self) -> list[str]:
+        return [str(BIN / "socialpulse"), "moderation", "worker", "--ready-file", str(self.ready_file)]
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["SOCIALPULSE_HOME"] = str(self.s.home_abs)
+        return env
+
+
 #: stores every asset needs; apps are the demo's front doors
 STORES = (Postgres, Redis, Spark, MLflow)
-APPS = (Api, DagsterUI)
+APPS = (Api, DagsterUI, ModerationWorker)
 SERVICES = {cls.name: cls for cls in STORES + APPS}
 
 

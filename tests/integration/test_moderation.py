@@ -225,3 +225,41 @@ def test_cli_moderates_the_hatexplain_days_and_reports_actions_by_label(stack, c
     assert table["decided"] == table["labelled"] == 100  # the vendored sample's test split
     assert set(table["by_label"]) == {"hatespeech", "offensive", "normal"}
     assert 0.0 <= table["normal_allowed"] <= 1.0
+
+
+def test_live_worker_decides_uploads_in_one_pass(stack, champion):
+    import json
+
+    import psycopg
+    import redis
+    from fastapi.testclient import TestClient
+
+    from assets.moderation.assets import _analyser, _read_media
+    from assets.moderation.policy import DEFAULT_POLICY_PATH, load_policy
+    from assets.moderation.worker import ensure_group, moderate_once
+    from bench.moderation import photo
+    from serving.app import create_app
+
+    model, _ = champion
+    r = redis.Redis.from_url(stack.redis)
+    ensure_group(r)  # the worker's group starts at the stream's end: it moderates what arrives from now on
+    kwargs = dict(model=model, analyser_factory=_analyser, read_media=_read_media,
+                  policy=load_policy(DEFAULT_POLICY_PATH), block_ms=200)
+    with TestClient(create_app(stack, warm=False)) as api, psycopg.connect(stack.postgres) as conn:
+        moderate_once(r, conn, **kwargs)  # drain whatever earlier tests left in the group
+        for pid, kind, media in (("w-clean", "text", None), ("w-broken", "image", photo(5)[:700])):
+            files = {"post": (None, json.dumps({"post_id": pid, "author_id": "u-w", "kind": kind,
+                                                 "caption": "sunset over the lake with my dog"}), "application/json")}
+            if media:
+                files["media"] = ("x.jpg", media, "image/jpeg")
+            assert api.post("/v1/posts", files=files).status_code == 202
+        assert api.get("/v1/posts/w-clean/moderation").json()["status"] == "pending"
+        done = moderate_once(r, conn, **kwargs)
+        assert done["posts"] == 2 and done["review"] == 1, done
+        clean = api.get("/v1/posts/w-clean/moderation").json()
+        assert clean["status"] == "decided" and clean["action"] == "allow" and clean["source"] == "live"
+        broken = api.get("/v1/posts/w-broken/moderation").json()
+        assert broken["action"] == "review" and broken["review_status"] == "open"
+        assert broken["reasons"][0].startswith("media could not be analysed: corrupt_image")
+        # acknowledged: a second pass has nothing to do
+        assert moderate_once(r, conn, **kwargs)["posts"] == 0
