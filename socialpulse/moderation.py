@@ -10,6 +10,7 @@ serving path filters a page of candidates with one HMGET: ``remove`` is hidden e
 
 from __future__ import annotations
 
+import weakref
 from typing import Iterable
 
 import psycopg
@@ -39,7 +40,6 @@ CREATE TABLE IF NOT EXISTS {PG_SCHEMA}.decisions (
     event_date date NOT NULL,
     source text NOT NULL DEFAULT 'asset' CHECK (source IN ('asset', 'live'))
 );
-ALTER TABLE {PG_SCHEMA}.decisions ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'asset';
 CREATE INDEX IF NOT EXISTS decisions_event_date_idx ON {PG_SCHEMA}.decisions (event_date);
 CREATE INDEX IF NOT EXISTS decisions_not_allowed_idx ON {PG_SCHEMA}.decisions (action) WHERE action <> 'allow';
 CREATE TABLE IF NOT EXISTS {PG_SCHEMA}.review_queue (
@@ -60,10 +60,23 @@ DECISION_COLUMNS = (
 )
 
 
+_READY: "weakref.WeakSet[psycopg.Connection]" = weakref.WeakSet()  # connections that already ran the DDL
+
+
 def ensure_tables(conn: psycopg.Connection) -> None:
+    """Create the moderation tables once per connection (the live worker publishes every second)."""
+    if conn in _READY:
+        return
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('moderation.ddl'))")
     conn.execute(PG_DDL)
+    # tables made before decisions had a source: ALTER only when needed, it takes an exclusive lock
+    has_source = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = 'decisions' "
+        "AND column_name = 'source'", (PG_SCHEMA,)).fetchone()
+    if not has_source:
+        conn.execute(f"ALTER TABLE {PG_SCHEMA}.decisions ADD COLUMN source text NOT NULL DEFAULT 'asset'")
     conn.commit()
+    _READY.add(conn)
 
 
 def get_decision(conn: psycopg.Connection, post_id: str) -> dict | None:
