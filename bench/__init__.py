@@ -22,6 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHES = ("build", "ingest", "moderation")
 
 
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile of seconds ``values``, in milliseconds (nearest rank; NaN when empty)."""
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1) if values else float("nan")
+
+
 def bench_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALPULSE_")}
     env.update(isolated_env(home))

@@ -16,6 +16,8 @@ import threading
 import time
 import uuid
 
+from bench import pct
+
 METHOD = (
     "uvicorn API process (1 worker) on 127.0.0.1; N client threads POST /v1/events batches for a fixed "
     "time; one drain loop commits micro-batches to Delta continuously; latency per batch = time of the "
@@ -30,11 +32,6 @@ SCALES = {
 
 def configs(scale: str) -> list[dict]:
     return SCALES[scale]
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1) if values else float("nan")
 
 
 def main(cfg: dict) -> dict:

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench import pct
+
 METHOD = (
     "one process on this machine; text: predict_proba over N HateXplain test texts at batch 64 and 256 "
     "(texts/s = N / wall) and 200 single-text calls (p50/p99 ms); images: 640x640 generated photos, NSFW at "
@@ -40,11 +42,6 @@ SAMPLE_HATEXPLAIN = REPO / "data" / "samples" / "hatexplain"
 
 def configs(scale: str) -> list[dict]:
     return SCALES[scale]
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1) if values else float("nan")
 
 
 def _texts(n: int) -> list[str]:

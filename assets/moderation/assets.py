@@ -172,7 +172,7 @@ def moderation_scores(context: dg.AssetExecutionContext, settings: SettingsResou
     except LookupError as exc:
         raise dg.Failure(description=f"{exc}; materialize {TEXT_MODEL_KEY.to_user_string()} first") from None
     media_version = media_model_version(_analyser().versions)
-    existing = lake.read(MODERATION_SCORES, settings=s, filters=[("event_date", "=", day)])
+    existing = _day_table(MODERATION_SCORES, s, day)
     kept, todo = still_valid(existing, posts, model.version, media_version)
     context.log.info(f"{day}: {posts.num_rows} posts, {kept.num_rows} already scored, {todo.num_rows} to score")
     scored = score_posts(todo, text_model=model, analyser_factory=_analyser, read_media=_read_media,
@@ -207,17 +207,17 @@ def moderation_scores(context: dg.AssetExecutionContext, settings: SettingsResou
     owners=OWNERS,
 )
 def moderation_decisions(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
-    from assets.moderation.policy import load_policy
+    from assets.moderation.policy import ACTIONS, load_policy
     from assets.moderation.scoring import decide_rows, value_counts
     from assets.moderation.tables import MODERATION_DECISIONS, MODERATION_SCORES
 
     s = settings.get()
     day = partition_day(context)
     policy = load_policy()
-    scores = lake.read(MODERATION_SCORES, settings=s, filters=[("event_date", "=", day)])
+    scores = _day_table(MODERATION_SCORES, s, day)
     decisions = decide_rows(scores, policy)
     lake.replace_partitions(MODERATION_DECISIONS, decisions, [day], settings=s)
-    counts = value_counts(decisions, "action", ("allow", "limit", "review", "remove"))
+    counts = value_counts(decisions, "action", ACTIONS)
     return dg.MaterializeResult(metadata={"rows": decisions.num_rows, "policy_version": policy.version, **counts})
 
 
@@ -239,7 +239,7 @@ def serving_decisions(context: dg.AssetExecutionContext, settings: SettingsResou
 
     s = settings.get()
     day = partition_day(context)
-    decisions = lake.read(MODERATION_DECISIONS, settings=s, filters=[("event_date", "=", day)])
+    decisions = _day_table(MODERATION_DECISIONS, s, day)
     decisions = decisions.select(MODERATION_DECISIONS.schema.names).cast(MODERATION_DECISIONS.schema)
     with postgres.connect() as conn:
         counts = publish_day(conn, redis.client(), decisions, day)

@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from assets.moderation.policy import ACTIONS
 from assets.moderation.scoring import value_counts
 from assets.moderation.tables import MODERATION_DECISIONS
 from assets.warehouse.export import copy_rows
 from socialpulse.moderation import DECISION_COLUMNS, REDIS_ACTIONS_KEY, ensure_tables
 
-ACTIONS = ("allow", "limit", "review", "remove")
 
 
 def _upsert(conn: psycopg.Connection, decisions: pa.Table, source: str) -> None:
