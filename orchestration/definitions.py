@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+import assets.content as content
 import assets.engagement as engagement
 import assets.ingest as ingest
 import assets.moderation as moderation
@@ -11,7 +12,7 @@ import assets.warehouse as warehouse
 from orchestration.jobs import build_jobs_and_schedules
 from orchestration.resources import build_resources
 
-DOMAINS = (ingest, warehouse, engagement, moderation)
+DOMAINS = (ingest, warehouse, engagement, moderation, content)
 
 
 def _collect(attr: str) -> list:

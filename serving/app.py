@@ -29,6 +29,14 @@ def _warm_feature_store(settings: Settings) -> None:
         log.warning("feature store warm-up failed: %s", exc)
 
 
+def _warm_query_encoder(stores: Stores) -> None:
+    """Load the search query encoder (torch + MiniLM, a few seconds) before the first search needs it."""
+    try:
+        stores.query_encoder.encode("warm up")
+    except Exception as exc:  # noqa: BLE001 - a warm-up failure surfaces on the first search
+        log.warning("query encoder warm-up failed: %s", exc)
+
+
 def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAPI:
     settings = settings or get_settings()
 
@@ -37,6 +45,8 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         app.state.stores = Stores(settings)
         if warm:
             threading.Thread(target=_warm_feature_store, args=(settings,), name="warm-features", daemon=True).start()
+            threading.Thread(target=_warm_query_encoder, args=(app.state.stores,), name="warm-encoder",
+                             daemon=True).start()
         try:
             yield
         finally:

@@ -20,6 +20,7 @@ class Stores:
         self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
         self._pg: ConnectionPool | None = None
+        self._encoder = None
 
     @property
     def redis(self) -> redis.Redis:
@@ -48,6 +49,13 @@ class Stores:
                 )
             return self._pg
 
+    @property
+    def query_encoder(self) -> "QueryEncoder":
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = QueryEncoder()
+            return self._encoder
+
     def close(self) -> None:
         with self._lock:
             if self._redis is not None:
@@ -56,6 +64,26 @@ class Stores:
             if self._pg is not None:
                 self._pg.close()
                 self._pg = None
+
+
+class QueryEncoder:
+    """The MiniLM encoder the search index was built with, for query texts. Loaded on first use (torch is
+    imported then, not at app start); calls are serialised because the fast tokenizer is not thread-safe,
+    and one short query takes milliseconds."""
+
+    def __init__(self):
+        from socialpulse.encoder import TextEncoder
+
+        self._encoder = TextEncoder(batch_size=1, max_length=64)
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return self._encoder.version
+
+    def encode(self, text: str):
+        with self._lock:
+            return self._encoder.encode([text])[0]
 
 
 def get_settings(request: Request) -> Settings:

@@ -2,11 +2,12 @@
 
 from fastapi import APIRouter
 
-from serving.api.routes import health, ingest, posts
+from serving.api.routes import health, ingest, posts, search
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(ingest.router)
 api_router.include_router(posts.router)
+api_router.include_router(search.router)
 
 __all__ = ["api_router"]

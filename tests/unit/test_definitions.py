@@ -22,7 +22,8 @@ from assets.common import daily_partitions
 graph = defs.resolve_asset_graph()
 out = {"assets": {}, "jobs": sorted(j.name for j in defs.jobs),
        "job_assets": {name: sorted(k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.selected_asset_keys)
-                      for name in ("daily_refresh_job", "dimensions_refresh_job", "moderation_job", "text_model_job")}, "sensors": sorted(s.name for s in defs.sensors),
+                      for name in ("daily_refresh_job", "dimensions_refresh_job", "moderation_job", "text_model_job",
+                                   "content_job", "interest_job")}, "sensors": sorted(s.name for s in defs.sensors),
        "schedules": sorted(s.name for s in defs.schedules), "resources": sorted(defs.resources),
        "checks": sorted(k.to_user_string() for k in graph.asset_check_keys)}
 for key in graph.get_all_asset_keys():
@@ -115,3 +116,21 @@ def test_moderation_assets_jobs_and_sensor(snapshot):
         assert not any("moderation" in k for k in jobs[shared]), jobs[shared]
     assert {"lake/silver/moderation_scores:scores_valid", "lake/gold/moderation_decisions:decisions_valid",
             "postgres/moderation/decisions:serving_matches_lake"} <= set(snapshot["checks"])
+
+
+def test_content_assets_jobs_and_sensor(snapshot):
+    assets = snapshot["assets"]
+    for key in ("lake/silver/post_embeddings", "postgres/search/post_vectors", "lake/gold/user_interest",
+                "postgres/search/user_vectors"):
+        assert assets[key]["daily"] and assets[key]["backfill"] and assets[key]["group"] == "content", key
+        assert assets[key]["description"] and assets[key]["owners"], key
+    jobs = snapshot["job_assets"]
+    assert jobs["content_job"] == ["lake/silver/post_embeddings", "postgres/search/post_vectors"]
+    assert jobs["interest_job"] == ["lake/gold/user_interest", "postgres/search/user_vectors"]
+    # content follows moderation on its own triggers, never inside the shared refresh jobs
+    for shared in ("daily_refresh_job", "dimensions_refresh_job"):
+        assert not any(k.startswith(("lake/silver/post_embeddings", "postgres/search")) for k in jobs[shared])
+    assert "content_sensor" in snapshot["sensors"]
+    assert {"content_job_schedule", "interest_job_schedule"} <= set(snapshot["schedules"])
+    assert {"lake/silver/post_embeddings:embeddings_valid", "postgres/search/post_vectors:index_matches_lake",
+            "lake/gold/user_interest:interest_valid"} <= set(snapshot["checks"])

@@ -1,0 +1,146 @@
+"""Search and similar posts, served from the Postgres vector index (``search`` schema) only.
+
+Search fuses two rankings of servable posts with reciprocal rank fusion: semantic (the query's MiniLM
+vector against the HNSW index) and keyword (Postgres full text, any term). Hashtags and creators come from
+their trigram-indexed directories. Every result is a post whose moderation action is ``allow`` in the
+index, re-checked against the live Redis gate (a decision newer than the index wins).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from serving.api.routes.posts import PostId, _gate, _plain, _unreachable
+from serving.deps import PgPoolDep, RedisDep, StoresDep
+from serving.errors import ApiError
+from socialpulse import moderation, vectors
+from socialpulse.search import CANDIDATES, MAX_QUERY_CHARS, QueryError, SearchQuery, fuse, parse_query
+
+log = logging.getLogger("serving")
+
+router = APIRouter(tags=["search"])
+
+_VERSION_TTL_S = 300.0
+_index_version: dict[str, tuple[float, str | None]] = {}
+
+
+def _index_encoder(conn) -> str | None:
+    """The encoder version the indexed vectors were made with (checked every few minutes)."""
+    cached = _index_version.get("v")
+    if cached and time.monotonic() - cached[0] < _VERSION_TTL_S:
+        return cached[1]
+    row = conn.execute(f"SELECT metadata->>'embedding_version' FROM {vectors.SCHEMA}.{vectors.POSTS_TABLE} LIMIT 1").fetchone()
+    version = row[0].split("+", 1)[0] if row and row[0] else None
+    _index_version["v"] = (time.monotonic(), version)
+    return version
+
+
+def _same_space(conn, encoder) -> None:
+    indexed = _index_encoder(conn)
+    if indexed is not None and indexed != encoder.version:
+        raise ApiError(503, f"the search index was built with encoder {indexed} but this API has {encoder.version}: "
+                       "finish the post_embeddings backfill, or deploy the matching encoder")
+
+
+def _post(row: dict, score: float | None = None, ranks: dict | None = None) -> dict:
+    meta = row["metadata"]
+    out = {
+        "post_id": row["post_id"],
+        "author_id": meta.get("author_id"),
+        "author_handle": meta.get("author_handle"),
+        "hashtags": meta.get("hashtags") or [],
+        "created_at": meta.get("created_at"),
+        "language": meta.get("language"),
+        "snippet": (row.get("contents") or "")[:200],
+    }
+    if "distance" in row:
+        out["similarity"] = round(1.0 - float(row["distance"]), 4)
+    if score is not None:
+        out["score"] = score
+    if ranks is not None:
+        out["matched_by"] = dict(ranks)
+    return out
+
+
+def _search(pool, redis, encoder, query: SearchQuery, vector, limit: int) -> dict:
+    with pool.connection() as conn:
+        _same_space(conn, encoder)
+        semantic = vectors.nearest(conn, vector, CANDIDATES)
+        keyword = vectors.keyword(conn, query.tsquery(), CANDIDATES)
+        tags = vectors.hashtags(conn, query.prefix, 5)
+        rows = {r["post_id"]: r for r in keyword}
+        rows.update({r["post_id"]: r for r in semantic})  # semantic rows carry the distance
+        fused = fuse({"semantic": [r["post_id"] for r in semantic], "keyword": [r["post_id"] for r in keyword]})
+        servable = set(moderation.recommendable(redis, [f.id for f in fused]))
+        posts = [_post(rows[f.id], f.score, f.ranks) for f in fused if f.id in servable][:limit]
+        creators = vectors.creators(conn, query.prefix, 5, also=[p["author_id"] for p in posts if p["author_id"]])
+    return {"query": query.text, "terms": list(query.terms), "posts": posts, "hashtags": _plain(tags),
+            "creators": _plain(creators)}
+
+
+async def _read(fn, *args):
+    """Run a blocking index read off the event loop; a missing index or an unreachable Postgres is a 503."""
+    from psycopg import OperationalError
+    from psycopg_pool import PoolTimeout
+
+    try:
+        return await run_in_threadpool(fn, *args)
+    except vectors.IndexNotBuilt as exc:
+        raise ApiError(503, str(exc)) from None
+    except Exception as exc:
+        if isinstance(exc, (OperationalError, PoolTimeout)) or _unreachable(exc):
+            log.warning("search index unreachable: %s", exc)
+            raise ApiError(503, f"the search index is unreachable: {type(exc).__name__}: {exc}") from None
+        raise
+
+
+@router.get(
+    "/v1/search",
+    summary="Search posts, hashtags and creators (semantic + keyword, moderation-filtered)",
+    responses={400: {"description": "empty, too long or malformed query"},
+               503: {"description": "search index not built yet, or Postgres unavailable"}},
+)
+async def search(
+    stores: StoresDep, pool: PgPoolDep, redis: RedisDep,
+    q: Annotated[str | None, Query(description=f"what to search for (1-{MAX_QUERY_CHARS} characters)")] = None,
+    limit: Annotated[int, Query(ge=1, le=50, description="posts to return")] = 10,
+) -> dict:
+    try:
+        query = parse_query(q)
+    except QueryError as exc:
+        raise ApiError(400, str(exc), field="q") from None
+    encoder = stores.query_encoder
+    vector = await run_in_threadpool(encoder.encode, query.text)
+    return await _read(_search, pool, redis, encoder, query, vector, limit)
+
+
+def _similar(pool, redis, post_id: str, limit: int) -> list[dict] | None:
+    with pool.connection() as conn:
+        found = vectors.post_vector(conn, post_id)
+        if found is None:
+            return None
+        rows = [r for r in vectors.nearest(conn, found[0], limit + 1) if r["post_id"] != post_id]
+    servable = set(moderation.recommendable(redis, [r["post_id"] for r in rows]))
+    return [_post(r) for r in rows if r["post_id"] in servable][:limit]
+
+
+@router.get(
+    "/v1/posts/{post_id}/similar",
+    summary="Posts most similar to a post (nearest in the vector index, moderation-filtered)",
+    responses={404: {"description": "no such post in the index, or removed"},
+               503: {"description": "search index not built yet, or Postgres unavailable"}},
+)
+async def similar(
+    post_id: PostId, pool: PgPoolDep, redis: RedisDep,
+    limit: Annotated[int, Query(ge=1, le=50, description="posts to return")] = 10,
+) -> dict:
+    await _gate(redis, post_id)  # 404 for a removed post
+    posts = await _read(_similar, pool, redis, post_id, limit)
+    if posts is None:
+        raise ApiError(404, f"post {post_id} is not in the search index (unknown, not embedded yet, or removed)")
+    return {"post_id": post_id, "posts": posts}

@@ -1,0 +1,330 @@
+"""The vector index in Postgres (pgvector): post and user vectors, written by the content assets through the
+user's ``timescale-vector`` client, and the reads that search and similar posts are served from.
+
+Tables (schema ``search``), made by :data:`DDL` rather than by the client's ``create_tables()``, which
+always runs ``CREATE EXTENSION vectorscale`` (missing on plain Postgres, STACK.md):
+
+* ``post_vectors``: the client's layout (``id, metadata, contents, embedding``) with ``id`` = post id, plus
+  a generated ``tsvector`` of ``contents`` for keyword search. ``metadata`` holds what queries filter on:
+  author, created_at, day, language, kind, hashtags, the moderation ``action``, and the content hash and
+  embedding version that say when a row is stale. Removed posts are never indexed; only ``allow`` posts
+  are served (:data:`SERVABLE`). HNSW index (cosine) made through the client.
+* ``user_vectors``: one interest vector per user (and the cold-start vector under
+  :data:`COLD_START_USER`), newest ``as_of`` wins.
+* ``hashtags`` / ``creators``: the servable hashtags and authors with their post counts, trigram-indexed
+  for the hashtag and creator part of a search.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import psycopg
+from psycopg.rows import dict_row
+
+SCHEMA = "search"
+POSTS_TABLE = "post_vectors"
+DIM = 384
+COLD_START_USER = "__cold_start__"
+#: HNSW settings: pgvector's defaults for the build; ef_search per query (bench/results/search.json)
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+EF_SEARCH = 64
+TEXT_SEARCH_CONFIG = "english"
+#: the metadata a post needs to be served by search, similar posts and (later) the feed
+SERVABLE = {"action": "allow"}
+INDEX_NAME = f"{POSTS_TABLE}_embedding_idx"
+
+DDL = f"""
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.{POSTS_TABLE} (
+    id text PRIMARY KEY,
+    metadata jsonb NOT NULL,
+    contents text NOT NULL,
+    embedding vector({DIM}) NOT NULL,
+    contents_tsv tsvector GENERATED ALWAYS AS (to_tsvector('{TEXT_SEARCH_CONFIG}', contents)) STORED
+);
+CREATE INDEX IF NOT EXISTS {POSTS_TABLE}_meta_idx ON {SCHEMA}.{POSTS_TABLE} USING gin (metadata jsonb_path_ops);
+CREATE INDEX IF NOT EXISTS {POSTS_TABLE}_tsv_idx ON {SCHEMA}.{POSTS_TABLE} USING gin (contents_tsv);
+CREATE INDEX IF NOT EXISTS {POSTS_TABLE}_day_idx ON {SCHEMA}.{POSTS_TABLE} ((metadata->>'day'));
+CREATE TABLE IF NOT EXISTS {SCHEMA}.user_vectors (
+    user_id text PRIMARY KEY,
+    embedding vector({DIM}) NOT NULL,
+    cold_start boolean NOT NULL,
+    weight real NOT NULL,
+    as_of date NOT NULL,
+    embedding_version text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.hashtags (
+    tag text PRIMARY KEY,
+    posts integer NOT NULL,
+    last_post_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS hashtags_trgm_idx ON {SCHEMA}.hashtags USING gin (tag gin_trgm_ops);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.creators (
+    user_id text PRIMARY KEY,
+    handle text NOT NULL,
+    posts integer NOT NULL,
+    last_post_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS creators_trgm_idx ON {SCHEMA}.creators USING gin (handle gin_trgm_ops);
+"""
+
+_READY: "weakref.WeakSet[psycopg.Connection]" = weakref.WeakSet()
+
+
+class IndexNotBuilt(LookupError):
+    """The search tables do not exist yet (the content assets have not run)."""
+
+
+def ensure_tables(conn: psycopg.Connection) -> None:
+    """Create the search tables once per connection (serialised: daily runs can start together)."""
+    if conn in _READY:
+        return
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('search.ddl'))")
+    conn.execute(DDL)
+    conn.commit()
+    _READY.add(conn)
+
+
+def index_client(dsn: str, table: str = POSTS_TABLE):
+    """The timescale-vector client on ``search.<table>`` (text ids = post ids, cosine distance)."""
+    from timescale_vector import client
+
+    return client.Sync(dsn, table, DIM, distance_type="cosine", id_type="TEXT", schema_name=SCHEMA,
+                       max_db_connections=2, infer_filters=False)
+
+
+def ensure_hnsw(conn: psycopg.Connection, dsn: str, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION) -> bool:
+    """Create the HNSW index through the client if it is missing; True when it was created now."""
+    from timescale_vector import client
+
+    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{INDEX_NAME}",)).fetchone()[0] is not None:
+        return False
+    tv = index_client(dsn)
+    try:
+        tv.create_embedding_index(client.HNSWIndex(m=m, ef_construction=ef_construction))
+    finally:
+        tv.close()
+    return True
+
+
+def vector_literal(v: Sequence[float] | np.ndarray) -> str:
+    """pgvector's text form, ``[x,y,...]`` (accepted wherever a vector is, without a registered adapter)."""
+    return "[" + ",".join(f"{float(x):.7g}" for x in np.asarray(v, dtype=np.float32).ravel()) + "]"
+
+
+def parse_vector(text: str | None) -> np.ndarray | None:
+    if text is None:
+        return None
+    return np.asarray(json.loads(text), dtype=np.float32)
+
+
+# --- writes (the content assets) ---------------------------------------------------------------------------
+def day_rows(conn: psycopg.Connection, day: str) -> dict[str, dict]:
+    """id -> metadata of the indexed posts of one day."""
+    rows = conn.execute(
+        f"SELECT id, metadata FROM {SCHEMA}.{POSTS_TABLE} WHERE metadata->>'day' = %s", (day,)).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def sync_day(conn: psycopg.Connection, dsn: str, day: str, records: Sequence[tuple[str, dict, str, np.ndarray]]) -> dict[str, int]:
+    """Make the index's rows for ``day`` exactly ``records`` (``(post_id, metadata, contents, vector)``).
+
+    Rows of posts no longer in ``records`` (deleted, or now removed by moderation) are deleted; a row
+    whose content hash or embedding version changed is replaced (the client's upsert never overwrites);
+    a row whose metadata alone changed (a new moderation action) is updated in place; unchanged rows
+    are left alone, so a re-run writes nothing."""
+    ensure_tables(conn)
+    existing = day_rows(conn, day)
+    incoming = {r[0]: r for r in records}
+    stale = [pid for pid in existing if pid not in incoming]
+    replace, update, insert = [], [], []
+    for pid, rec in incoming.items():
+        old = existing.get(pid)
+        if old is None:
+            insert.append(rec)
+        elif (old.get("content_hash"), old.get("embedding_version")) != (rec[1].get("content_hash"), rec[1].get("embedding_version")):
+            replace.append(rec)
+        elif old != rec[1]:
+            update.append(rec)
+    conn.commit()
+    tv = index_client(dsn)
+    try:
+        gone = stale + [r[0] for r in replace]
+        if gone:
+            tv.delete_by_ids(gone)
+        new = insert + replace
+        for i in range(0, len(new), 2000):
+            tv.upsert([(pid, meta, contents, np.asarray(vec, dtype=np.float32))
+                       for pid, meta, contents, vec in new[i:i + 2000]])
+    finally:
+        tv.close()
+    if update:
+        with conn.cursor() as cur:
+            cur.executemany(f"UPDATE {SCHEMA}.{POSTS_TABLE} SET metadata = %s::jsonb WHERE id = %s",
+                            [(json.dumps(r[1]), r[0]) for r in update])
+        conn.commit()
+    return {"inserted": len(insert), "replaced": len(replace), "updated": len(update), "deleted": len(stale),
+            "unchanged": len(incoming) - len(insert) - len(replace) - len(update)}
+
+
+def refresh_directory(conn: psycopg.Connection) -> dict[str, int]:
+    """Rebuild ``hashtags`` and ``creators`` from the servable indexed posts (one transaction: readers
+    see the old lists until the new ones are complete)."""
+    ensure_tables(conn)
+    servable = json.dumps(SERVABLE)
+    with conn.transaction():
+        conn.execute(f"DELETE FROM {SCHEMA}.hashtags")
+        tags = conn.execute(
+            f"""INSERT INTO {SCHEMA}.hashtags (tag, posts, last_post_at)
+                SELECT lower(tag), count(*), max((metadata->>'created_at')::timestamptz)
+                FROM {SCHEMA}.{POSTS_TABLE}, jsonb_array_elements_text(metadata->'hashtags') AS tag
+                WHERE metadata @> %s::jsonb GROUP BY lower(tag)""", (servable,)).rowcount
+        conn.execute(f"DELETE FROM {SCHEMA}.creators")
+        creators = conn.execute(
+            f"""INSERT INTO {SCHEMA}.creators (user_id, handle, posts, last_post_at)
+                SELECT metadata->>'author_id', max(coalesce(metadata->>'author_handle', metadata->>'author_id')),
+                       count(*), max((metadata->>'created_at')::timestamptz)
+                FROM {SCHEMA}.{POSTS_TABLE} WHERE metadata @> %s::jsonb GROUP BY metadata->>'author_id'""",
+            (servable,)).rowcount
+    return {"hashtags": tags, "creators": creators}
+
+
+def upsert_user_vectors(conn: psycopg.Connection, rows: Iterable[tuple[str, np.ndarray, bool, float]], as_of,
+                        embedding_version: str) -> int:
+    """Write user interest vectors as of a day; a row never replaces one of a later day (backfills of old
+    days leave current vectors alone)."""
+    ensure_tables(conn)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS user_vectors_in (user_id text, embedding text, "
+                    "cold_start boolean, weight real) ON COMMIT DELETE ROWS")
+        n = 0
+        with cur.copy("COPY user_vectors_in (user_id, embedding, cold_start, weight) FROM STDIN") as copy:
+            for user_id, vec, cold, weight in rows:
+                copy.write_row((user_id, vector_literal(vec), cold, float(weight)))
+                n += 1
+        cur.execute(
+            f"""INSERT INTO {SCHEMA}.user_vectors AS u (user_id, embedding, cold_start, weight, as_of, embedding_version)
+                SELECT user_id, embedding::vector, cold_start, weight, %s, %s FROM user_vectors_in
+                ON CONFLICT (user_id) DO UPDATE SET embedding = EXCLUDED.embedding, cold_start = EXCLUDED.cold_start,
+                    weight = EXCLUDED.weight, as_of = EXCLUDED.as_of, embedding_version = EXCLUDED.embedding_version,
+                    updated_at = now()
+                WHERE EXCLUDED.as_of >= u.as_of""", (as_of, embedding_version))
+    conn.commit()
+    return n
+
+
+# --- reads (serving) ---------------------------------------------------------------------------------------
+def _exists(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{POSTS_TABLE}",)).fetchone()[0] is not None
+
+
+def _client_sql(query: str, params: list) -> tuple[str, list]:
+    """The client builds asyncpg-style SQL (``$1``, ``$2``, in order); psycopg takes ``%s``."""
+    import re
+
+    used = [int(n) for n in re.findall(r"\$(\d+)", query)]
+    sql = re.sub(r"\$(\d+)", "%s", query.replace("%", "%%"))
+    return sql, [params[n - 1] for n in used]
+
+
+def nearest(conn: psycopg.Connection, vector: np.ndarray, limit: int, *, ef_search: int = EF_SEARCH,
+            servable_only: bool = True) -> list[dict]:
+    """The ``limit`` nearest indexed posts to ``vector`` (cosine), servable ones only by default. The SQL is
+    the timescale-vector client's (metadata filter + ORDER BY distance), run with HNSW's ``ef_search`` and
+    pgvector's iterative scan, so a filter that rejects many neighbours still fills the page."""
+    from timescale_vector.client import QueryBuilder
+
+    if not _exists(conn):
+        raise IndexNotBuilt("the search index has not been built yet (materialize postgres/search/post_vectors)")
+    builder = QueryBuilder(POSTS_TABLE, DIM, "cosine", "TEXT", None, False, SCHEMA)
+    query, params = builder.search_query(vector_literal(vector), limit, dict(SERVABLE) if servable_only else None)
+    query = query.replace("SELECT\n            id, metadata, contents, embedding,", "SELECT\n            id, metadata, contents,")
+    query = query.replace("embedding <=> $1", "embedding <=> $1::vector")
+    sql, args = _client_sql(query, params)
+    with conn.transaction():
+        conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(sql, args).fetchall()
+    # relaxed_order may return neighbours slightly out of order: restore it
+    return sorted(({"post_id": r["id"], "distance": float(r["distance"]), "metadata": r["metadata"],
+                    "contents": r["contents"]} for r in rows), key=lambda r: r["distance"])
+
+
+def keyword(conn: psycopg.Connection, tsquery: str, limit: int) -> list[dict]:
+    """Servable posts matching any of the query's terms in Postgres full text, best ``ts_rank_cd`` first."""
+    if not _exists(conn):
+        raise IndexNotBuilt("the search index has not been built yet (materialize postgres/search/post_vectors)")
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""SELECT id AS post_id, metadata, contents, ts_rank_cd(contents_tsv, q) AS rank
+                FROM {SCHEMA}.{POSTS_TABLE}, to_tsquery('{TEXT_SEARCH_CONFIG}', %s) AS q
+                WHERE contents_tsv @@ q AND metadata @> %s::jsonb
+                ORDER BY rank DESC, id LIMIT %s""", (tsquery, json.dumps(SERVABLE), limit)).fetchall()
+
+
+def post_vector(conn: psycopg.Connection, post_id: str) -> tuple[np.ndarray, dict] | None:
+    if not _exists(conn):
+        raise IndexNotBuilt("the search index has not been built yet (materialize postgres/search/post_vectors)")
+    row = conn.execute(f"SELECT embedding::text, metadata FROM {SCHEMA}.{POSTS_TABLE} WHERE id = %s", (post_id,)).fetchone()
+    return None if row is None else (parse_vector(row[0]), row[1])
+
+
+def user_vector(conn: psycopg.Connection, user_id: str) -> dict | None:
+    """A user's interest vector, or the cold-start vector (``cold_start: true``) for a user without one;
+    None when no vectors exist at all."""
+    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.user_vectors",)).fetchone()[0] is None:
+        return None
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"""SELECT user_id, embedding::text AS embedding, cold_start, weight, as_of, embedding_version
+                FROM {SCHEMA}.user_vectors WHERE user_id = ANY(%s)""", ([user_id, COLD_START_USER],)).fetchall()
+    by_id = {r["user_id"]: r for r in rows}
+    row = by_id.get(user_id) or by_id.get(COLD_START_USER)
+    if row is None:
+        return None
+    return {**row, "embedding": parse_vector(row["embedding"]), "cold_start": row["cold_start"] or row["user_id"] != user_id}
+
+
+def hashtags(conn: psycopg.Connection, prefix: str, limit: int) -> list[dict]:
+    """Servable hashtags that start with, or are close (trigram) to, the query's words."""
+    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.hashtags",)).fetchone()[0] is None:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""SELECT tag, posts FROM {SCHEMA}.hashtags
+                WHERE tag LIKE %s OR tag %% %s
+                ORDER BY (tag LIKE %s) DESC, similarity(tag, %s) DESC, posts DESC, tag LIMIT %s""",
+            (_like(prefix), prefix, _like(prefix), prefix, limit)).fetchall()
+
+
+def creators(conn: psycopg.Connection, prefix: str, limit: int, also: Sequence[str] = ()) -> list[dict]:
+    """Creators whose handle starts with or resembles the query, then the authors of the best matching
+    posts (``also``, in order)."""
+    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.creators",)).fetchone()[0] is None:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        named = cur.execute(
+            f"""SELECT user_id, handle, posts FROM {SCHEMA}.creators
+                WHERE handle LIKE %s OR handle %% %s
+                ORDER BY (handle LIKE %s) DESC, similarity(handle, %s) DESC, posts DESC LIMIT %s""",
+            (_like(prefix), prefix, _like(prefix), prefix, limit)).fetchall()
+        if len(named) < limit and also:
+            more = cur.execute(f"SELECT user_id, handle, posts FROM {SCHEMA}.creators WHERE user_id = ANY(%s)",
+                               (list(also),)).fetchall()
+            order = {u: i for i, u in enumerate(also)}
+            seen = {r["user_id"] for r in named}
+            named += sorted((r for r in more if r["user_id"] not in seen), key=lambda r: order[r["user_id"]])
+    return named[:limit]
+
+
+def _like(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
