@@ -116,6 +116,24 @@ def moderate_all(
     return summary
 
 
+def index_all(settings: Settings, days: list[dt.date], *, interest: bool = True,
+              progress: Callable[[str], None] | None = None) -> dict:
+    """Run content_job for each day (embed new or changed posts, sync the vector index), then interest_job
+    for each day (user interest vectors as of its end). Days are run oldest first."""
+    quiet_warnings()
+    from orchestration.definitions import defs
+
+    progress = progress or (lambda _m: None)
+    instance = _instance(settings)
+    summary: dict = {"content": {}, "interest": {}, "failed": []}
+    for day in sorted(days):
+        summary["content"][day.isoformat()] = _run(defs, "content_job", instance, summary, progress, day)
+    if interest and not summary["failed"]:
+        for day in sorted(days):
+            summary["interest"][day.isoformat()] = _run(defs, "interest_job", instance, summary, progress, day)
+    return summary
+
+
 def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui: bool, echo, progress) -> dict:
     from socialpulse.loaders import HATEXPLAIN_DAYS, load_crisislex, load_hatexplain
     from socialpulse.services.manager import services_up

@@ -196,9 +196,11 @@ def demo_cmd(users: int, posts: int, days: int, no_ui: bool) -> None:
 # --- domain command groups ---------------------------------------------------------------------
 from socialpulse.trends_cli import trends  # noqa: E402 - registered after main is defined
 from socialpulse.moderation_cli import moderation  # noqa: E402
+from socialpulse.search_cli import search  # noqa: E402
 
 main.add_command(trends)
 main.add_command(moderation)
+main.add_command(search)
 
 
 if __name__ == "__main__":

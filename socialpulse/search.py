@@ -35,6 +35,10 @@ class SearchQuery:
         match more terms, so an AND query would only lose recall. Terms are word characters only."""
         return " | ".join(self.terms)
 
+    def tsquery_all(self) -> str:
+        """The same terms, all required (AND): documents matching every term rank first."""
+        return " & ".join(self.terms)
+
     @property
     def prefix(self) -> str:
         """The query as a hashtag or handle prefix: its words joined without spaces."""

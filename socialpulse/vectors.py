@@ -259,16 +259,34 @@ def nearest(conn: psycopg.Connection, vector: np.ndarray, limit: int, *, ef_sear
                     "contents": r["contents"]} for r in rows), key=lambda r: r["distance"])
 
 
-def keyword(conn: psycopg.Connection, tsquery: str, limit: int) -> list[dict]:
-    """Servable posts matching any of the query's terms in Postgres full text, best ``ts_rank_cd`` first."""
+def keyword(conn: psycopg.Connection, query, limit: int) -> list[dict]:
+    """Servable posts matching any of the query's terms in Postgres full text: those matching every term
+    first, then by ``ts_rank`` (term frequency, so more matched terms rank higher)."""
     if not _exists(conn):
         raise IndexNotBuilt("the search index has not been built yet (materialize postgres/search/post_vectors)")
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            f"""SELECT id AS post_id, metadata, contents, ts_rank_cd(contents_tsv, q) AS rank
-                FROM {SCHEMA}.{POSTS_TABLE}, to_tsquery('{TEXT_SEARCH_CONFIG}', %s) AS q
+            f"""SELECT id AS post_id, metadata, contents,
+                       (contents_tsv @@ qa)::int + ts_rank(contents_tsv, q) AS rank
+                FROM {SCHEMA}.{POSTS_TABLE}, to_tsquery('{TEXT_SEARCH_CONFIG}', %s) AS q,
+                     to_tsquery('{TEXT_SEARCH_CONFIG}', %s) AS qa
                 WHERE contents_tsv @@ q AND metadata @> %s::jsonb
-                ORDER BY rank DESC, id LIMIT %s""", (tsquery, json.dumps(SERVABLE), limit)).fetchall()
+                ORDER BY rank DESC, id LIMIT %s""",
+            (query.tsquery(), query.tsquery_all(), json.dumps(SERVABLE), limit)).fetchall()
+
+
+def hybrid(conn: psycopg.Connection, query, vector: np.ndarray, candidates: int | None = None):
+    """The search ranking: the ``candidates`` nearest servable posts and the ``candidates`` best keyword
+    matches, fused by reciprocal rank. Returns (fused ids in order, post id -> row)."""
+    from socialpulse.search import CANDIDATES, fuse
+
+    candidates = candidates or CANDIDATES
+    semantic = nearest(conn, vector, candidates)
+    matches = keyword(conn, query, candidates)
+    rows = {r["post_id"]: r for r in matches}
+    rows.update({r["post_id"]: r for r in semantic})  # semantic rows carry the distance
+    fused = fuse({"semantic": [r["post_id"] for r in semantic], "keyword": [r["post_id"] for r in matches]})
+    return fused, rows
 
 
 def post_vector(conn: psycopg.Connection, post_id: str) -> tuple[np.ndarray, dict] | None:

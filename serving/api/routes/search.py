@@ -19,7 +19,7 @@ from serving.api.routes.posts import PostId, _gate, _plain, _unreachable
 from serving.deps import PgPoolDep, RedisDep, StoresDep
 from serving.errors import ApiError
 from socialpulse import moderation, vectors
-from socialpulse.search import CANDIDATES, MAX_QUERY_CHARS, QueryError, SearchQuery, fuse, parse_query
+from socialpulse.search import CANDIDATES, MAX_QUERY_CHARS, QueryError, SearchQuery, parse_query
 
 log = logging.getLogger("serving")
 
@@ -70,12 +70,8 @@ def _post(row: dict, score: float | None = None, ranks: dict | None = None) -> d
 def _search(pool, redis, encoder, query: SearchQuery, vector, limit: int) -> dict:
     with pool.connection() as conn:
         _same_space(conn, encoder)
-        semantic = vectors.nearest(conn, vector, CANDIDATES)
-        keyword = vectors.keyword(conn, query.tsquery(), CANDIDATES)
+        fused, rows = vectors.hybrid(conn, query, vector, CANDIDATES)
         tags = vectors.hashtags(conn, query.prefix, 5)
-        rows = {r["post_id"]: r for r in keyword}
-        rows.update({r["post_id"]: r for r in semantic})  # semantic rows carry the distance
-        fused = fuse({"semantic": [r["post_id"] for r in semantic], "keyword": [r["post_id"] for r in keyword]})
         servable = set(moderation.recommendable(redis, [f.id for f in fused]))
         posts = [_post(rows[f.id], f.score, f.ranks) for f in fused if f.id in servable][:limit]
         creators = vectors.creators(conn, query.prefix, 5, also=[p["author_id"] for p in posts if p["author_id"]])
