@@ -162,7 +162,7 @@ def materialize_cmd(start, end, days: int) -> None:
 
 # --- benchmarks --------------------------------------------------------------------------------
 @main.command("bench")
-@click.argument("name", type=click.Choice(["build", "ingest", "moderation"]))
+@click.argument("name", type=click.Choice(["build", "ingest", "moderation", "search"]))
 @click.option("--scale", type=click.Choice(["small", "full"]), default="small", show_default=True,
               help="build: small = 10k users / 100k posts / 1M interactions, full adds 100k / 1M / 10M; "
               "ingest and moderation: small = a short run, full = longer runs and more items")

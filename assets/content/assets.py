@@ -155,7 +155,7 @@ def post_vectors(context: dg.AssetExecutionContext, settings: SettingsResource,
         actions = _actions(conn, day)
         records = index_records(rows, actions, _handles(s, set(rows["author_id"].to_pylist())))
         counts = vectors.sync_day(conn, s.postgres, day.isoformat(), records)
-        created = vectors.ensure_hnsw(conn, s.postgres)
+        created = vectors.ensure_hnsw(conn)
         directory = vectors.refresh_directory(conn)
     pending = sum(1 for r in records if r[1]["action"] == "pending")
     context.log.info(f"{day}: {counts}; hnsw created now: {created}; directory {directory}")

@@ -141,7 +141,7 @@ def crisislex_search(records: list[dict], encoder, dsn: str, *, k: int = 10, que
     with scratch_database(dsn) as scratch, psycopg.connect(scratch) as conn:
         t1 = time.perf_counter()
         vectors.sync_day(conn, scratch, "eval", rows)
-        vectors.ensure_hnsw(conn, scratch)
+        vectors.ensure_hnsw(conn)
         conn.execute("ANALYZE search.post_vectors")
         conn.commit()
         index_s = time.perf_counter() - t1

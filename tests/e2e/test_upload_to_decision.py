@@ -1,6 +1,7 @@
 """End to end, the live moderation path: posts uploaded through the API are pending, the ingest sensor's run
 lands them in Delta, the moderation sensor sees the new bronze posts and its run scores, decides and
-publishes them, and the API serves each decision (a corrupt upload goes to review with its reason)."""
+publishes them, and the API serves each decision (a corrupt upload goes to review with its reason). The
+content sensor then sees the new decisions and its run makes the allowed posts searchable."""
 
 from __future__ import annotations
 
@@ -73,3 +74,15 @@ def test_upload_is_moderated_by_the_sensor_path(stack, tmp_path):
         body = api.get(f"/v1/posts/{broken}/moderation").json()
         assert body["action"] == "review" and body["review_status"] == "open", body
         assert body["reasons"][0].startswith("media could not be analysed: corrupt_image"), body
+
+        # the new decisions trigger the content run: allowed uploads become searchable, the one in review not
+        tick = _tick(defs, instance, "content_sensor")
+        assert today in [r.partition_key for r in tick.run_requests]
+        request = next(r for r in tick.run_requests if r.partition_key == today)
+        assert defs.resolve_job_def("content_job").execute_in_process(
+            instance=instance, partition_key=today, tags=request.tags).success
+        found = api.get("/v1/search", params={"q": "sunset lake dog"}).json()
+        ids = [p["post_id"] for p in found["posts"]]
+        assert clean in ids and broken not in ids, found
+        similar = api.get(f"/v1/posts/{image}/similar").json()
+        assert image not in [p["post_id"] for p in similar["posts"]] and broken not in [p["post_id"] for p in similar["posts"]]
