@@ -49,6 +49,7 @@ def read_stream(path: str | Path) -> tuple[list[dict], dict[str, int]]:
                 {
                     "created_at": ts, "hashtags": [str(t) for t in tags], "event": obj.get("event"),
                     "on_topic": obj.get("on_topic"), "author_id": obj.get("author_id"),
+                    "text": str(obj.get("text") or obj.get("caption") or ""),
                 }
             )
     records.sort(key=lambda r: r["created_at"])
@@ -87,3 +88,35 @@ def eval_cmd(input_path: Path, baseline_hours: int, threshold: float, min_count:
         result.pop("topics")
     out = {"input": {"path": str(input_path), **counts}, "params": params, **result}
     click.echo(json.dumps(out, indent=2, sort_keys=False))
+
+
+@trends.command("suggest-eval")
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="time-stamped JSONL (created_at, text, hashtags), e.g. CrisisLex stream.jsonl")
+@click.option("--k", default=5, show_default=True, type=click.IntRange(1, 50))
+@click.option("--train-share", default=0.8, show_default=True, type=click.FloatRange(0.1, 0.95),
+              help="share of the stream the platform knew; the other posts are the drafts")
+@click.option("--max-test", default=2000, show_default=True, type=click.IntRange(min=10),
+              help="drafts evaluated (a seeded sample of the later posts with hashtags)")
+@click.option("--split", type=click.Choice(["random", "time"]), default="random", show_default=True,
+              help="known posts drawn at random, or the earliest ones (a cold-start test on successive events)")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write JSON here")
+def suggest_eval_cmd(input_path: Path, k: int, train_share: float, max_test: int, split: str,
+                     output: Path | None) -> None:
+    """Hide each held-out post's hashtags, suggest from its text, and print hit@k as JSON: the suggester (text
+    only; with trends; with one tag already chosen) against the most-popular baseline, in one run."""
+    from assets.trends.suggest_eval import suggestion_eval
+    from socialpulse.encoder import TextEncoder
+
+    records, counts = read_stream(input_path)
+    try:
+        result = suggestion_eval(records, TextEncoder(batch_size=64), k=k, train_share=train_share, max_test=max_test, split=split,
+                                 progress=lambda m: click.echo(f"  {m}", err=True))
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    out = {"input": {"path": str(input_path), **counts}, **result}
+    text = json.dumps(out, indent=2)
+    if output:
+        output.write_text(text + "\n")
+    click.echo(text)

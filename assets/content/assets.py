@@ -176,20 +176,32 @@ def post_vectors(context: dg.AssetExecutionContext, settings: SettingsResource,
 )
 def user_interest(context: dg.AssetExecutionContext, settings: SettingsResource,
                   spark: SparkResource) -> dg.MaterializeResult:
-    from assets.content.embeddings import COLD_START_USER, cold_start_vector, interest_vectors, to_matrix, vectors_column
+    import pyarrow.compute as pc
+
+    from assets.content.embeddings import (
+        COLD_START_USER,
+        cold_start_vector,
+        embedding_version,
+        interest_vectors,
+        to_matrix,
+        vectors_column,
+    )
     from assets.content.spark_interest import engagement_pairs
     from assets.content.tables import POST_EMBEDDINGS, USER_INTEREST
 
     s = settings.get()
     day = partition_day(context)
     pairs = engagement_pairs(spark.session(), s, day)
+    version = embedding_version(_encoder().version)
     emb = lake.read(POST_EMBEDDINGS, settings=s, columns=["post_id", "embedding", "encoder_version"],
                     filters=[("event_date", "<=", day)])
-    versions = sorted(set(emb["encoder_version"].to_pylist()))
-    if len(versions) > 1:  # an encoder change is mid-backfill: mixing vector spaces would be meaningless
-        raise dg.Failure(description=f"post embeddings hold several encoder versions {versions}: finish the "
-                         "post_embeddings backfill before computing interests")
-    version = versions[0] if versions else "none"
+    # only vectors of the current encoder share a space; days not yet re-embedded after an encoder change
+    # are left out (and counted) until their backfill runs
+    current = pc.equal(emb["encoder_version"], version)
+    stale = emb.num_rows - pc.sum(current).as_py() if emb.num_rows else 0
+    emb = emb.filter(current)
+    if stale:
+        context.log.warning(f"{stale} post embeddings of another encoder version left out: backfill content_job")
     post_index = {p: i for i, p in enumerate(emb["post_id"].to_pylist())}
     matrix = to_matrix(emb["embedding"])
     users, vecs, weight = interest_vectors(pairs["user_id"].to_pylist(), pairs["post_id"].to_pylist(),
@@ -199,6 +211,10 @@ def user_interest(context: dg.AssetExecutionContext, settings: SettingsResource,
     cold = cold_start_vector(pairs["post_id"].to_pylist(), pairs["weight"].to_numpy(), post_index, matrix)
     now = dt.datetime.now(dt.timezone.utc)
     n = len(users) + 1
+    if not len(matrix):  # no post vector of this encoder yet: nothing to be interested in, not even cold start
+        lake.replace_partitions(USER_INTEREST, USER_INTEREST.schema.empty_table(), [day], settings=s)
+        return dg.MaterializeResult(metadata={"users": 0, "pairs": pairs.num_rows, "encoder_version": version,
+                                              "posts_of_other_versions_left_out": int(stale)})
     rows = pa.table({
         "user_id": pa.array(users + [COLD_START_USER], pa.string()),
         "embedding": vectors_column(np.vstack([vecs, cold[None, :]]) if len(users) else cold[None, :]),
@@ -210,7 +226,8 @@ def user_interest(context: dg.AssetExecutionContext, settings: SettingsResource,
         "event_date": pa.array([day] * n, pa.date32()),
     })
     lake.replace_partitions(USER_INTEREST, rows, [day], settings=s)
-    return dg.MaterializeResult(metadata={"users": len(users), "pairs": pairs.num_rows, "encoder_version": version})
+    return dg.MaterializeResult(metadata={"users": len(users), "pairs": pairs.num_rows, "encoder_version": version,
+                                          "posts_of_other_versions_left_out": int(stale)})
 
 
 @dg.asset(

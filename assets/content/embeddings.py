@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 #: bump when :func:`post_document` changes what it puts in a document (it is part of the embedding version)
-DOCUMENT_VERSION = "doc1"
+#: doc2: hashtags already written in the caption are not appended a second time
+DOCUMENT_VERSION = "doc2"
 #: the longest document the encoder reads, in tokens (all-MiniLM-L6-v2 was trained on 256)
 MAX_TOKENS = 256
 #: OCR text and transcripts are cut to this many characters before they join the document
@@ -65,7 +66,8 @@ def post_document(caption: str | None, hashtags: Sequence[str] | None, ocr_text:
     """The text embedded for a post. Caption and hashtags come first, so truncation at
     :data:`MAX_TOKENS` drops the tail of a long transcript, never the caption."""
     parts = [" ".join((caption or "").split())]
-    tags = " ".join(f"#{t}" for t in (hashtags or []) if t)
+    written = {w.lower() for w in parts[0].split() if w.startswith("#")}
+    tags = " ".join(dict.fromkeys(f"#{t}" for t in (hashtags or []) if t and f"#{t}".lower() not in written))
     parts.append(tags)
     if ocr_text and ocr_text.strip():
         parts.append("on screen: " + _clip(ocr_text, MAX_MEDIA_TEXT_CHARS))
@@ -214,8 +216,12 @@ def embedding_violations(rows: pa.Table, post_ids: Sequence[str], dim: int = DIM
 
 
 def interest_violations(rows: pa.Table, dim: int = DIM) -> dict[str, int]:
-    """What is wrong with a day of user interest rows (all zero when valid)."""
+    """What is wrong with a day of user interest rows (all zero when valid; a day without any post vector
+    to build from is empty, with no cold-start row either)."""
     ids = rows["user_id"].to_pylist()
+    if not ids:
+        return {"duplicate_users": 0, "wrong_dimension": 0, "not_unit_norm": 0, "cold_start_rows_not_one": 0,
+                "negative_weight": 0}
     wrong_dim, not_unit = _norm_violations(rows["embedding"], dim)
     cold = [u for u, c in zip(ids, rows["cold_start"].to_pylist()) if c]
     return {

@@ -195,6 +195,16 @@ def test_user_interest_points_at_the_users_own_cluster(stack, content):
         assert cold["cold_start"] is True and cold["user_id"] == vectors.COLD_START_USER
 
 
+def test_interest_leaves_out_vectors_of_another_encoder(stack, content, monkeypatch):
+    """Mid-backfill after an encoder change, old vectors are never mixed with new ones."""
+    import assets.content.embeddings as emb
+
+    monkeypatch.setattr(emb, "DOCUMENT_VERSION", "doc-next")  # the encoder changed; no day re-embedded yet
+    out = _materialize(stack, [content["assets"].user_interest], [content["assets"].interest_valid])
+    assert out["user_interest"]["users"] == 0
+    assert out["user_interest"]["posts_of_other_versions_left_out"] == len(content["posts"])
+
+
 @pytest.fixture(scope="module")
 def api(stack, content):
     from fastapi.testclient import TestClient

@@ -17,6 +17,8 @@ def test_document_puts_caption_and_hashtags_first_and_labels_media_text():
     doc = emb.post_document("  Morning   run ", ["fitness", "", "river"], "KEEP GOING", "well done everyone")
     assert doc == "Morning run #fitness #river on screen: KEEP GOING said: well done everyone"
     assert emb.post_document(None, [], None, "  ") == ""
+    # tags already written in the caption are not repeated
+    assert emb.post_document("day 56 of #Pasta", ["pasta", "recipe", "recipe"]) == "day 56 of #Pasta #recipe"
     long = emb.post_document("c", [], "word " * 500)
     assert len(long) < 700 and long.startswith("c on screen: word")
 
@@ -90,6 +92,7 @@ def test_embedding_and_interest_checks_count_each_violation():
     users = pa.table({"user_id": ["u1", emb.COLD_START_USER], "embedding": emb.vectors_column(good[:2]),
                       "cold_start": [False, True], "weight": [1.0, 0.0]})
     assert not any(emb.interest_violations(users).values())
+    assert not any(emb.interest_violations(users.slice(0, 0)).values())  # a day with nothing to build from
     no_cold = users.slice(0, 1)
     assert emb.interest_violations(no_cold)["cold_start_rows_not_one"] == 1
 
