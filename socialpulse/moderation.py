@@ -16,6 +16,8 @@ from typing import Iterable
 import psycopg
 from psycopg.rows import dict_row
 
+from socialpulse.stores.postgres import relation_exists
+
 PG_SCHEMA = "moderation"
 REDIS_ACTIONS_KEY = "moderation:action"
 HIDDEN = frozenset({"remove"})
@@ -81,7 +83,7 @@ def ensure_tables(conn: psycopg.Connection) -> None:
 
 def get_decision(conn: psycopg.Connection, post_id: str) -> dict | None:
     """The decision on one post, with its review state; None when the post has no decision (yet)."""
-    if conn.execute("SELECT to_regclass('moderation.decisions')").fetchone()[0] is None:
+    if not relation_exists(conn, f"{PG_SCHEMA}.decisions"):
         return None
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(

@@ -25,6 +25,8 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
+from socialpulse.stores.postgres import relation_exists
+
 SCHEMA = "search"
 POSTS_TABLE = "post_vectors"
 DIM = 384
@@ -112,7 +114,7 @@ def ensure_hnsw(conn: psycopg.Connection, *, m: int = HNSW_M,
     pgvector's 64 MB default, 97 s with 1 GB)."""
     from timescale_vector import client
 
-    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{INDEX_NAME}",)).fetchone()[0] is not None:
+    if relation_exists(conn, f"{SCHEMA}.{INDEX_NAME}"):
         return False
     builder = client.QueryBuilder(POSTS_TABLE, DIM, "cosine", "TEXT", None, False, SCHEMA)
     sql = builder.create_embedding_index_query(client.HNSWIndex(m=m, ef_construction=ef_construction), lambda: 0)
@@ -229,8 +231,9 @@ def upsert_user_vectors(conn: psycopg.Connection, rows: Iterable[tuple[str, np.n
 
 
 # --- reads (serving) ---------------------------------------------------------------------------------------
-def _exists(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{POSTS_TABLE}",)).fetchone()[0] is not None
+def _require_index(conn: psycopg.Connection) -> None:
+    if not relation_exists(conn, f"{SCHEMA}.{POSTS_TABLE}"):
+        raise IndexNotBuilt("the search index has not been built yet (materialize postgres/search/post_vectors)")
 
 
 def _client_sql(query: str, params: list) -> tuple[str, list]:
@@ -250,8 +253,7 @@ def nearest(conn: psycopg.Connection, vector: np.ndarray, limit: int, *, ef_sear
     turns index scans off: a full scan, the ground truth the approximate search is measured against."""
     from timescale_vector.client import QueryBuilder
 
-    if not _exists(conn):
-        raise IndexNotBuilt("the search index has not been built yet (materialize postgres/search/post_vectors)")
+    _require_index(conn)
     builder = QueryBuilder(POSTS_TABLE, DIM, "cosine", "TEXT", None, False, SCHEMA)
     query, params = builder.search_query(vector_literal(vector), limit, dict(SERVABLE) if servable_only else None)
     query = query.replace("SELECT\n            id, metadata, contents, embedding,", "SELECT\n            id, metadata, contents,")
@@ -278,8 +280,7 @@ def keyword(conn: psycopg.Connection, query, limit: int, pool: int = KEYWORD_POO
     """Servable posts matching the query's terms in Postgres full text: those matching every term first,
     then by ``ts_rank`` (term frequency, so more matched terms rank higher). Ranking is bounded to a pool
     of ``pool`` all-term and ``pool`` any-term matches."""
-    if not _exists(conn):
-        raise IndexNotBuilt("the search index has not been built yet (materialize postgres/search/post_vectors)")
+    _require_index(conn)
     table = f"{SCHEMA}.{POSTS_TABLE}"
     # with a LIMIT the planner bets on a sequential scan stopping early, which reads the whole table when
     # the terms are rare (250+ ms at 100k posts); the full-text GIN index answers either case in a few ms
@@ -317,8 +318,7 @@ def hybrid(conn: psycopg.Connection, query, vector: np.ndarray, candidates: int 
 
 
 def post_vector(conn: psycopg.Connection, post_id: str) -> tuple[np.ndarray, dict] | None:
-    if not _exists(conn):
-        raise IndexNotBuilt("the search index has not been built yet (materialize postgres/search/post_vectors)")
+    _require_index(conn)
     row = conn.execute(f"SELECT embedding::text, metadata FROM {SCHEMA}.{POSTS_TABLE} WHERE id = %s", (post_id,)).fetchone()
     return None if row is None else (parse_vector(row[0]), row[1])
 
@@ -326,7 +326,7 @@ def post_vector(conn: psycopg.Connection, post_id: str) -> tuple[np.ndarray, dic
 def user_vector(conn: psycopg.Connection, user_id: str) -> dict | None:
     """A user's interest vector, or the cold-start vector (``cold_start: true``) for a user without one;
     None when no vectors exist at all."""
-    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.user_vectors",)).fetchone()[0] is None:
+    if not relation_exists(conn, f"{SCHEMA}.user_vectors"):
         return None
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
@@ -341,7 +341,7 @@ def user_vector(conn: psycopg.Connection, user_id: str) -> dict | None:
 
 def hashtags(conn: psycopg.Connection, prefix: str, limit: int) -> list[dict]:
     """Servable hashtags that start with, or are close (trigram) to, the query's words."""
-    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.hashtags",)).fetchone()[0] is None:
+    if not relation_exists(conn, f"{SCHEMA}.hashtags"):
         return []
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
@@ -354,7 +354,7 @@ def hashtags(conn: psycopg.Connection, prefix: str, limit: int) -> list[dict]:
 def creators(conn: psycopg.Connection, prefix: str, limit: int, also: Sequence[str] = ()) -> list[dict]:
     """Creators whose handle starts with or resembles the query, then the authors of the best matching
     posts (``also``, in order)."""
-    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.creators",)).fetchone()[0] is None:
+    if not relation_exists(conn, f"{SCHEMA}.creators"):
         return []
     with conn.cursor(row_factory=dict_row) as cur:
         named = cur.execute(

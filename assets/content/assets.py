@@ -8,11 +8,19 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from assets.common import bronze_key, daily_backfill, daily_partitions
+from assets.common import (
+    blocking_result,
+    bronze_key,
+    daily_backfill,
+    daily_partitions,
+    day_table,
+    partition_day,
+)
 from assets.moderation.assets import SCORES_KEY, SERVING_KEY, bronze_posts_day
 from orchestration.resources import PostgresResource, SettingsResource, SparkResource
 from socialpulse import lake
 from socialpulse.settings import Settings
+from socialpulse.stores.postgres import relation_exists
 
 GROUP = "content"
 OWNERS = ["team:ml"]
@@ -23,20 +31,12 @@ INTEREST_KEY = dg.AssetKey(["lake", "gold", "user_interest"])
 USER_VECTORS_KEY = dg.AssetKey(["postgres", "search", "user_vectors"])
 
 
-def partition_day(context) -> dt.date:
-    return dt.date.fromisoformat(context.partition_key)
-
-
 @functools.lru_cache(maxsize=1)
 def _encoder():
     from assets.content.embeddings import MAX_TOKENS
     from socialpulse.encoder import TextEncoder
 
     return TextEncoder(batch_size=64, max_length=MAX_TOKENS)
-
-
-def _day_table(contract, settings: Settings, day: dt.date) -> pa.Table:
-    return lake.read(contract, settings=settings, filters=[("event_date", "=", day)])
 
 
 @dg.asset(
@@ -63,7 +63,7 @@ def post_embeddings(context: dg.AssetExecutionContext, settings: SettingsResourc
     docs = documents(posts, media_text)
     encoder = _encoder()
     version = embedding_version(encoder.version)
-    existing = _day_table(POST_EMBEDDINGS, s, day)
+    existing = day_table(POST_EMBEDDINGS, s, day)
     reuse = reuse_index(docs, existing, version)
     todo = np.flatnonzero(reuse < 0)
     context.log.info(f"{day}: {docs.num_rows} posts, {docs.num_rows - todo.size} embeddings still valid, "
@@ -95,7 +95,7 @@ def post_embeddings(context: dg.AssetExecutionContext, settings: SettingsResourc
 
 def _actions(conn, day: dt.date) -> dict[str, str]:
     """post id -> the current moderation action of the day's posts (asset or live, whichever is newer)."""
-    if conn.execute("SELECT to_regclass('moderation.decisions')").fetchone()[0] is None:
+    if not relation_exists(conn, "moderation.decisions"):
         return {}
     return dict(conn.execute("SELECT post_id, action FROM moderation.decisions WHERE event_date = %s", (day,)).fetchall())
 
@@ -150,7 +150,7 @@ def post_vectors(context: dg.AssetExecutionContext, settings: SettingsResource,
 
     s = settings.get()
     day = partition_day(context)
-    rows = _day_table(POST_EMBEDDINGS, s, day)
+    rows = day_table(POST_EMBEDDINGS, s, day)
     with postgres.connect() as conn:
         actions = _actions(conn, day)
         records = index_records(rows, actions, _handles(s, set(rows["author_id"].to_pylist())))
@@ -249,7 +249,7 @@ def user_vectors(context: dg.AssetExecutionContext, settings: SettingsResource,
 
     s = settings.get()
     day = partition_day(context)
-    rows = _day_table(USER_INTEREST, s, day)
+    rows = day_table(USER_INTEREST, s, day)
     matrix = to_matrix(rows["embedding"])
     version = rows["encoder_version"][0].as_py() if rows.num_rows else "none"
     with postgres.connect() as conn:
@@ -260,9 +260,6 @@ def user_vectors(context: dg.AssetExecutionContext, settings: SettingsResource,
 
 
 # --- blocking checks ------------------------------------------------------------------------------------
-def _result(violations: dict[str, int], context, **extra) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=not any(violations.values()), severity=dg.AssetCheckSeverity.ERROR,
-                               metadata={**violations, **extra, "partition": context.partition_key})
 
 
 @dg.asset_check(asset=EMBEDDINGS_KEY, blocking=True, partitions_def=daily_partitions,
@@ -274,8 +271,8 @@ def embeddings_valid(context: dg.AssetCheckExecutionContext, settings: SettingsR
     s = settings.get()
     day = partition_day(context)
     posts, _ = bronze_posts_day(s, day)
-    rows = _day_table(POST_EMBEDDINGS, s, day)
-    return _result(embedding_violations(rows, posts["post_id"].to_pylist()), context, rows=rows.num_rows)
+    rows = day_table(POST_EMBEDDINGS, s, day)
+    return blocking_result(embedding_violations(rows, posts["post_id"].to_pylist()), context, rows=rows.num_rows)
 
 
 @dg.asset_check(asset=VECTORS_KEY, blocking=True, partitions_def=daily_partitions,
@@ -288,16 +285,16 @@ def index_matches_lake(context: dg.AssetCheckExecutionContext, settings: Setting
 
     s = settings.get()
     day = partition_day(context)
-    rows = _day_table(POST_EMBEDDINGS, s, day)
+    rows = day_table(POST_EMBEDDINGS, s, day)
     with postgres.connect() as conn:
         actions = _actions(conn, day)
         expected = {p for p in rows["post_id"].to_pylist() if actions.get(p) != "remove"}
         indexed = vectors.day_rows(conn, day.isoformat())
-        hnsw = conn.execute("SELECT to_regclass(%s)", (f"{vectors.SCHEMA}.{vectors.INDEX_NAME}",)).fetchone()[0]
-    return _result({
+        hnsw = relation_exists(conn, f"{vectors.SCHEMA}.{vectors.INDEX_NAME}")
+    return blocking_result({
         "missing": len(expected - set(indexed)), "unexpected": len(set(indexed) - expected),
         "removed_indexed": sum(1 for m in indexed.values() if m.get("action") == "remove"),
-        "hnsw_missing": int(hnsw is None),
+        "hnsw_missing": int(not hnsw),
     }, context, indexed=len(indexed))
 
 
@@ -307,8 +304,8 @@ def interest_valid(context: dg.AssetCheckExecutionContext, settings: SettingsRes
     from assets.content.embeddings import interest_violations
     from assets.content.tables import USER_INTEREST
 
-    rows = _day_table(USER_INTEREST, settings.get(), partition_day(context))
-    return _result(interest_violations(rows), context, rows=rows.num_rows)
+    rows = day_table(USER_INTEREST, settings.get(), partition_day(context))
+    return blocking_result(interest_violations(rows), context, rows=rows.num_rows)
 
 
 CHECKS = [embeddings_valid, index_matches_lake, interest_valid]

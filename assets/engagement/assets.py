@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.common import bronze_key, daily_backfill, daily_partitions
+from assets.common import bronze_key, daily_backfill, daily_partitions, partition_day
 from assets.engagement.spark_features import (
     GOLD_TABLES,
     POST_ENGAGEMENT,
@@ -29,10 +29,6 @@ ONLINE_KEYS = {
 }
 #: which gold table each online feature view reads
 VIEW_SOURCES = {"post_engagement": POST_ENGAGEMENT.name, "user_engagement": USER_ENGAGEMENT.name}
-
-
-def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:
-    return dt.date.fromisoformat(context.partition_key)
 
 
 @dg.multi_asset(

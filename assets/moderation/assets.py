@@ -14,7 +14,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.common import bronze_key, daily_backfill, daily_partitions
+from assets.common import (
+    blocking_result,
+    bronze_key,
+    daily_backfill,
+    daily_partitions,
+    day_table,
+    partition_day,
+)
 from orchestration.resources import MLflowResource, PostgresResource, RedisResource, SettingsResource
 from socialpulse import lake
 from socialpulse.settings import Settings
@@ -106,10 +113,6 @@ def text_model(context: dg.AssetExecutionContext, config: TextModelConfig, setti
     )
 
 
-def partition_day(context) -> dt.date:
-    return dt.date.fromisoformat(context.partition_key)
-
-
 @functools.lru_cache(maxsize=2)
 def _champion(tracking_uri: str, cache_dir: str):
     from assets.moderation.registry import load_champion
@@ -172,7 +175,7 @@ def moderation_scores(context: dg.AssetExecutionContext, settings: SettingsResou
     except LookupError as exc:
         raise dg.Failure(description=f"{exc}; materialize {TEXT_MODEL_KEY.to_user_string()} first") from None
     media_version = media_model_version(_analyser().versions)
-    existing = _day_table(MODERATION_SCORES, s, day)
+    existing = day_table(MODERATION_SCORES, s, day)
     kept, todo = still_valid(existing, posts, model.version, media_version)
     context.log.info(f"{day}: {posts.num_rows} posts, {kept.num_rows} already scored, {todo.num_rows} to score")
     scored = score_posts(todo, text_model=model, analyser_factory=_analyser, read_media=_read_media,
@@ -214,7 +217,7 @@ def moderation_decisions(context: dg.AssetExecutionContext, settings: SettingsRe
     s = settings.get()
     day = partition_day(context)
     policy = load_policy()
-    scores = _day_table(MODERATION_SCORES, s, day)
+    scores = day_table(MODERATION_SCORES, s, day)
     decisions = decide_rows(scores, policy)
     lake.replace_partitions(MODERATION_DECISIONS, decisions, [day], settings=s)
     counts = value_counts(decisions, "action", ACTIONS)
@@ -239,7 +242,7 @@ def serving_decisions(context: dg.AssetExecutionContext, settings: SettingsResou
 
     s = settings.get()
     day = partition_day(context)
-    decisions = _day_table(MODERATION_DECISIONS, s, day)
+    decisions = day_table(MODERATION_DECISIONS, s, day)
     decisions = decisions.select(MODERATION_DECISIONS.schema.names).cast(MODERATION_DECISIONS.schema)
     with postgres.connect() as conn:
         counts = publish_day(conn, redis.client(), decisions, day)
@@ -247,16 +250,6 @@ def serving_decisions(context: dg.AssetExecutionContext, settings: SettingsResou
 
 
 # --- blocking checks ------------------------------------------------------------------------------------
-def _day_table(contract, settings: Settings, day: dt.date):
-    return lake.read(contract, settings=settings, filters=[("event_date", "=", day)])
-
-
-def _result(violations: dict[str, int], context, **extra) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=not any(violations.values()),
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={**violations, **extra, "partition": context.partition_key},
-    )
 
 
 @dg.asset_check(asset=SCORES_KEY, name="scores_valid", blocking=True, partitions_def=daily_partitions,
@@ -266,7 +259,7 @@ def scores_valid(context: dg.AssetCheckExecutionContext, settings: SettingsResou
     from assets.moderation.tables import MODERATION_SCORES
 
     s, day = settings.get(), partition_day(context)
-    scores = _day_table(MODERATION_SCORES, s, day)
+    scores = day_table(MODERATION_SCORES, s, day)
     # the bronze snapshot the scores were computed from: posts landing since then are the next run's work
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=SCORES_KEY, asset_partitions=[context.partition_key]), limit=1
@@ -274,7 +267,7 @@ def scores_valid(context: dg.AssetCheckExecutionContext, settings: SettingsResou
     meta = records[0].asset_materialization.metadata if records else {}
     version = meta["bronze_posts_version"].value if "bronze_posts_version" in meta else None
     posts, _ = bronze_posts_day(s, day, None if version is None or version < 0 else version)
-    return _result(score_violations(scores, posts.column("post_id").to_pylist()), context, rows=scores.num_rows,
+    return blocking_result(score_violations(scores, posts.column("post_id").to_pylist()), context, rows=scores.num_rows,
                    bronze_posts_version=-1 if version is None else version)
 
 
@@ -285,9 +278,9 @@ def decisions_valid(context: dg.AssetCheckExecutionContext, settings: SettingsRe
     from assets.moderation.tables import MODERATION_DECISIONS, MODERATION_SCORES
 
     s, day = settings.get(), partition_day(context)
-    decisions = _day_table(MODERATION_DECISIONS, s, day)
-    scored = _day_table(MODERATION_SCORES, s, day).column("post_id").to_pylist()
-    return _result(decision_violations(decisions, scored), context, rows=decisions.num_rows)
+    decisions = day_table(MODERATION_DECISIONS, s, day)
+    scored = day_table(MODERATION_SCORES, s, day).column("post_id").to_pylist()
+    return blocking_result(decision_violations(decisions, scored), context, rows=decisions.num_rows)
 
 
 @dg.asset_check(asset=SERVING_KEY, name="serving_matches_lake", blocking=True, partitions_def=daily_partitions,
@@ -297,7 +290,7 @@ def serving_matches_lake(context: dg.AssetCheckExecutionContext, settings: Setti
     from assets.moderation.tables import MODERATION_DECISIONS
 
     s, day = settings.get(), partition_day(context)
-    lake_rows = _day_table(MODERATION_DECISIONS, s, day)
+    lake_rows = day_table(MODERATION_DECISIONS, s, day)
     review = sum(1 for a in lake_rows.column("action").to_pylist() if a == "review")
     with postgres.connect() as conn:
         # live rows (the worker's, posts not yet in the lake) are the next run's to confirm: count the record
@@ -306,7 +299,7 @@ def serving_matches_lake(context: dg.AssetCheckExecutionContext, settings: Setti
         queued = conn.execute(
             """SELECT count(*) FROM moderation.decisions d JOIN moderation.review_queue q USING (post_id)
                WHERE d.event_date = %s AND d.action = 'review'""", (day,)).fetchone()[0]
-    return _result({"row_mismatch": abs(pg_rows - lake_rows.num_rows), "review_not_queued": review - queued},
+    return blocking_result({"row_mismatch": abs(pg_rows - lake_rows.num_rows), "review_not_queued": review - queued},
                    context, lake_rows=lake_rows.num_rows, postgres_rows=pg_rows)
 
 

@@ -40,3 +40,8 @@ def has_extension(conn: psycopg.Connection, name: str) -> bool:
     """Whether an extension is installed in this database, or available to install."""
     row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)).fetchone()
     return row is not None
+
+
+def relation_exists(conn: psycopg.Connection, name: str) -> bool:
+    """Whether a table or index (``schema.name``) exists: readers answer "not built yet" instead of failing."""
+    return conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None

@@ -25,6 +25,8 @@ log = logging.getLogger("serving")
 
 router = APIRouter(tags=["search"])
 
+Limit = Annotated[int, Query(ge=1, le=50, description="posts to return")]
+
 _VERSION_TTL_S = 300.0
 _index_version: dict[str, tuple[float, str | None]] = {}
 
@@ -104,7 +106,7 @@ async def _read(fn, *args):
 async def search(
     stores: StoresDep, pool: PgPoolDep, redis: RedisDep,
     q: Annotated[str | None, Query(description=f"what to search for (1-{MAX_QUERY_CHARS} characters)")] = None,
-    limit: Annotated[int, Query(ge=1, le=50, description="posts to return")] = 10,
+    limit: Limit = 10,
 ) -> dict:
     try:
         query = parse_query(q)
@@ -133,7 +135,7 @@ def _similar(pool, redis, post_id: str, limit: int) -> list[dict] | None:
 )
 async def similar(
     post_id: PostId, pool: PgPoolDep, redis: RedisDep,
-    limit: Annotated[int, Query(ge=1, le=50, description="posts to return")] = 10,
+    limit: Limit = 10,
 ) -> dict:
     await _gate(redis, post_id)  # 404 for a removed post
     posts = await _read(_similar, pool, redis, post_id, limit)
