@@ -72,22 +72,45 @@ def trends() -> None:
               help="added to the baseline under the square root (damps brand-new tags)")
 @click.option("--min-similarity", default=DEFAULTS["min_similarity"], show_default=True, type=float,
               help="co-occurrence overlap to group tags into one topic")
+@click.option("--min-cosine", default=DEFAULTS["min_cosine"], show_default=True, type=click.FloatRange(-1, 1),
+              help="post-vector cosine to group tags into one topic (with --embeddings)")
+@click.option("--embeddings/--no-embeddings", default=True, show_default=True,
+              help="embed the posts of flagged tags (MiniLM, as the asset's stored vectors) to group tags by meaning")
 @click.option("--purity", default=0.8, show_default=True, type=float, help="event share a topic needs to count")
 @click.option("--topics/--no-topics", default=True, show_default=True, help="include the topic list in the output")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write JSON here")
 def eval_cmd(input_path: Path, baseline_hours: int, threshold: float, min_count: int, floor: float,
-             min_similarity: float, purity: float, topics: bool) -> None:
-    """Replay INPUT hour by hour through trend detection and print the evaluation against its events as JSON."""
+             min_similarity: float, min_cosine: float, embeddings: bool, purity: float, topics: bool,
+             output: Path | None) -> None:
+    """Replay INPUT hour by hour through trend detection and print the evaluation against its events as JSON.
+
+    The replay never reads the ``event`` labels; only the scoring afterwards does."""
+    import time
+
     records, counts = read_stream(input_path)
     params = {
         **DEFAULTS, "baseline_hours": baseline_hours, "threshold": threshold, "min_count": min_count,
-        "floor": floor, "min_similarity": min_similarity,
+        "floor": floor, "min_similarity": min_similarity, "min_cosine": min_cosine,
     }
-    found = replay(records, **params)
+    embed = None
+    if embeddings:
+        from socialpulse.encoder import TextEncoder
+
+        encoder = TextEncoder(batch_size=64)
+        embed = encoder.encode
+    t0 = time.perf_counter()
+    found = replay(records, **params, embed=embed)
+    seconds = time.perf_counter() - t0
     result = evaluate(records, found, purity=purity)
     if not topics:
         result.pop("topics")
-    out = {"input": {"path": str(input_path), **counts}, "params": params, **result}
-    click.echo(json.dumps(out, indent=2, sort_keys=False))
+    out = {"input": {"path": str(input_path), **counts}, "params": {**params, "embeddings": embeddings},
+           "replay_seconds": round(seconds, 2),
+           "replay_posts_per_s": round(len(records) / seconds, 1) if seconds > 0 else None, **result}
+    text = json.dumps(out, indent=2, sort_keys=False)
+    if output:
+        output.write_text(text + "\n")
+    click.echo(text)
 
 
 @trends.command("suggest-eval")

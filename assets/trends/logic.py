@@ -29,11 +29,14 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
+import re
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
+
+import numpy as np
 
 UTC = dt.timezone.utc
 HOUR = dt.timedelta(hours=1)
@@ -62,6 +65,9 @@ LABEL_TAGS = 3
 #: - ``gap_hours=6``: a topic stays open for this many hours after its last flag; a tag flagged again
 #:   within it continues the topic instead of opening a new one.
 #: - ``cooc_hours=24``: co-occurrence window (hours ending at the current hour).
+#: - ``min_cosine=0.75``: where post vectors are known, two tags (or a tag and an active topic) also group
+#:   when the mean vectors of their posts in the hour are this close (MiniLM cosine): tags that name one
+#:   event differently (#yycflood, #abflood) but are rarely written together.
 DEFAULTS: dict[str, float | int] = {
     "baseline_hours": 24,
     "threshold": 2.0,
@@ -71,7 +77,37 @@ DEFAULTS: dict[str, float | int] = {
     "min_pair": 2,
     "gap_hours": 6,
     "cooc_hours": 24,
+    "min_cosine": 0.75,
 }
+#: posts per tag and hour whose vectors make the tag's vector in that hour (the most recent ones)
+TAG_VECTOR_POSTS = 16
+#: keywords / tags in a topic's label
+LABEL_KEYWORDS = 3
+
+#: short English stop words (3+ letters; shorter words never become keywords); Spark's hourly keyword
+#: counts (assets.trends.spark_counts) use the same list and the same rule as :func:`keywords`
+STOP_WORDS = frozenset(
+    "the and for are but not you all any can had her was one our out day get has him his how man new now old see "
+    "two way who boy did its let put say she too use that with have this will your from they know want been good "
+    "much some time very when come here just like long make many more only over such take than them well were what "
+    "about after again could every first great other right their there these thing think those three under where "
+    "which while would being going really still today into back then also because should through https http "
+    "amp rt via".split()
+)
+_HASHTAG = re.compile(r"#\w+")
+_NON_WORD = re.compile(r"[\W_]+")
+_URL = re.compile(r"https?://\S+")
+_MENTION = re.compile(r"@\w+")
+_RETWEET = re.compile(r"^\s*rt\s+@\w+:?\s*", re.IGNORECASE)
+
+
+def keywords(text: str | None) -> list[str]:
+    """A text's distinct keywords: lower-cased words of 3+ letters, no hashtags, @mentions, URLs, numbers or
+    stop words."""
+    if not text:
+        return []
+    words = _NON_WORD.split(_MENTION.sub(" ", _HASHTAG.sub(" ", _URL.sub(" ", text.lower()))))
+    return list(dict.fromkeys(w for w in words if len(w) >= 3 and w not in STOP_WORDS and not w.isdigit()))
 
 
 # --- records ---------------------------------------------------------------------------------------
@@ -163,11 +199,12 @@ class TrendFlag:
     posts: int
     baseline: float
     score: float
+    flagged: bool = True
 
     def to_dict(self) -> dict:
         return {
             "tag": self.tag, "hour": self.hour.isoformat(), "count": self.count, "posts": self.posts,
-            "baseline": round(self.baseline, 4), "score": round(self.score, 4),
+            "baseline": round(self.baseline, 4), "score": round(self.score, 4), "flagged": self.flagged,
         }
 
 
@@ -184,8 +221,10 @@ def trend_scores(
     min_count: int = DEFAULTS["min_count"],
     floor: float = DEFAULTS["floor"],
     hours: Iterable[dt.datetime] | None = None,
+    include_all: bool = False,
 ) -> list[TrendFlag]:
-    """Flags for every ``(tag, hour)`` in ``hourly`` (or only the given ``hours``) that trends.
+    """Flags for every ``(tag, hour)`` in ``hourly`` (or only the given ``hours``) that trends; with
+    ``include_all`` every scored ``(tag, hour)`` comes back, ``flagged`` telling which trend.
 
     The baseline of ``(tag, h)`` is the mean effective count of ``tag`` over hours ``h-baseline_hours ..
     h-1`` (hours absent from ``hourly`` count 0), so a score only uses data up to ``h``. A flag needs
@@ -202,7 +241,7 @@ def trend_scores(
         if wanted is not None and h not in wanted:
             continue
         c = stat.count
-        if c < min_count:
+        if c < min_count and not include_all:
             continue
         past = 0
         for k in range(1, baseline_hours + 1):
@@ -211,8 +250,10 @@ def trend_scores(
                 past += s.count
         base = past / baseline_hours
         score = velocity_score(c, base, floor)
-        if score >= threshold:
-            flags.append(TrendFlag(tag=tag, hour=h, count=c, posts=stat.posts, baseline=base, score=score))
+        flagged = score >= threshold and c >= min_count
+        if flagged or include_all:
+            flags.append(TrendFlag(tag=tag, hour=h, count=c, posts=stat.posts, baseline=base, score=score,
+                                   flagged=flagged))
     flags.sort(key=lambda f: (f.hour, -f.score, f.tag))
     return flags
 
@@ -264,12 +305,24 @@ class Cooccurrence:
 
 @dataclass
 class Topic:
-    """Co-trending hashtags: all flags grouped into it, first and last flagged hour."""
+    """Co-trending hashtags: all flags grouped into it, first and last flagged hour, and what its posts say.
+
+    ``centroid`` is the count-weighted sum of its tags' post vectors (when known); ``keyword_counts`` counts
+    the keywords of the posts that carried its tags in its flagged hours (``described_posts`` of them) and
+    ``texts`` keeps a few of those posts for the headline. :meth:`describe` turns them into ``keywords``
+    (distinctive against the background) and a ``headline``.
+    """
 
     topic_id: str
     first_flag_hour: dt.datetime
     last_flag_hour: dt.datetime
     flags: list[TrendFlag] = field(default_factory=list)
+    centroid: np.ndarray | None = None
+    keyword_counts: Counter = field(default_factory=Counter)
+    described_posts: int = 0
+    texts: list[str] = field(default_factory=list)
+    keywords: tuple[str, ...] = ()
+    headline: str | None = None
 
     @property
     def weights(self) -> dict[str, int]:
@@ -285,22 +338,59 @@ class Topic:
 
     @property
     def label(self) -> str:
-        return " ".join(f"#{t}" for t in self.tags[:LABEL_TAGS])
+        """``word word word (#tag #tag #tag)``: its distinctive keywords, then its top tags (tags alone
+        until :meth:`describe` has run or when its posts have no text)."""
+        tags = " ".join(f"#{t}" for t in self.tags[:LABEL_TAGS])
+        words = " ".join(self.keywords[:LABEL_KEYWORDS])
+        return f"{words} ({tags})" if words else tags
 
     @property
     def peak_score(self) -> float:
         return max(f.score for f in self.flags)
 
-    def add(self, flags: list[TrendFlag]) -> None:
+    def add(self, flags: list[TrendFlag], vector: np.ndarray | None = None) -> None:
         self.flags.extend(flags)
         self.last_flag_hour = max(self.last_flag_hour, max(f.hour for f in flags))
+        if vector is not None:
+            self.centroid = vector.copy() if self.centroid is None else self.centroid + vector
+
+    def add_posts(self, texts: Iterable[str]) -> None:
+        for text in texts:
+            self.described_posts += 1
+            self.keyword_counts.update(keywords(text))
+            if len(self.texts) < MAX_HEADLINE_CANDIDATES and text and text.strip():
+                self.texts.append(text)
+
+    def describe(self, background: Mapping[str, int], n_background: int) -> None:
+        """Pick ``keywords`` (share of the topic's posts x inverse document frequency over ``n_background``
+        posts, words in 2+ of its posts, its own tags' words skipped) and the ``headline``: the kept post
+        holding most of the top keywords, the shorter on a tie."""
+        own = set(self.tags)
+        scored = []
+        for w, n in self.keyword_counts.items():
+            if n < 2 or w in own:
+                continue
+            idf = math.log((n_background + 1) / (background.get(w, 0) + 1)) + 1.0
+            scored.append((-(n / max(self.described_posts, 1)) * idf, w))
+        self.keywords = tuple(w for _, w in sorted(scored)[:10])
+        top = set(self.keywords[:5])
+        if self.texts:
+            best = min(self.texts, key=lambda t: (-len(top & set(keywords(t))), len(t), t))
+            text = " ".join(_URL.sub(" ", _RETWEET.sub("", best)).split())
+            self.headline = text if len(text) <= HEADLINE_CHARS else text[: HEADLINE_CHARS - 1].rstrip() + "…"
 
     def to_dict(self) -> dict:
         return {
-            "topic_id": self.topic_id, "label": self.label, "tags": list(self.tags),
-            "first_flag_hour": self.first_flag_hour.isoformat(), "last_flag_hour": self.last_flag_hour.isoformat(),
-            "flags": len(self.flags), "peak_score": round(self.peak_score, 4),
+            "topic_id": self.topic_id, "label": self.label, "tags": list(self.tags), "keywords": list(self.keywords),
+            "headline": self.headline, "first_flag_hour": self.first_flag_hour.isoformat(),
+            "last_flag_hour": self.last_flag_hour.isoformat(), "flags": len(self.flags),
+            "peak_score": round(self.peak_score, 4),
         }
+
+
+#: posts kept per topic to choose a headline from, and the headline's length
+MAX_HEADLINE_CANDIDATES = 50
+HEADLINE_CHARS = 140
 
 
 def _components(flags: list[TrendFlag], sim) -> list[list[TrendFlag]]:
@@ -323,24 +413,37 @@ def _components(flags: list[TrendFlag], sim) -> list[list[TrendFlag]]:
     return list(groups.values())
 
 
+def cosine(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Cosine of two vectors (0 when either is missing or zero)."""
+    if a is None or b is None:
+        return 0.0
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return float(a @ b) / (na * nb) if na > 0 and nb > 0 else 0.0
+
+
 def group_topics(
     flags: Iterable[TrendFlag],
     cooccurrence: Cooccurrence,
     *,
     topics: list[Topic] | None = None,
+    vectors: Mapping[tuple[str, dt.datetime], np.ndarray] | None = None,
     min_similarity: float = DEFAULTS["min_similarity"],
     min_pair: int = DEFAULTS["min_pair"],
+    min_cosine: float = DEFAULTS["min_cosine"],
     gap_hours: int = DEFAULTS["gap_hours"],
 ) -> list[Topic]:
     """Group flags into topics, hour by hour in time order; returns ``topics`` (extended in place) or a new list.
 
-    Within one hour, flags whose tags have ``cooccurrence.similarity >= min_similarity`` (and at least
-    ``min_pair`` posts together) form one component. A component joins the best *active* topic (last flag
+    Within one hour, flags whose tags co-occur (``cooccurrence.similarity >= min_similarity``, at least
+    ``min_pair`` posts together) or whose post vectors in that hour (``vectors[(tag, hour)]``, optional)
+    have cosine ``>= min_cosine`` form one component. A component joins the best *active* topic (last flag
     within ``gap_hours``): one sharing a tag with it first, else one whose tags flagged in the same or the
-    previous hour co-occur with it; otherwise it opens a new topic. Topics are never merged afterwards,
-    so a topic's first flag hour is final (what the online replay needs).
+    previous hour co-occur with it or whose centroid is that close to the component's; otherwise it opens
+    a new topic. Topics are never merged afterwards, so a topic's first flag hour is final (what the
+    online replay needs).
     """
     topics = [] if topics is None else topics
+    vectors = vectors or {}
 
     def similar(a: str, b: str) -> float:
         s = cooccurrence.similarity(a, b, min_pair)
@@ -351,10 +454,20 @@ def group_topics(
         by_hour[f.hour].append(f)
     for h in sorted(by_hour):
         hf = sorted(by_hour[h], key=lambda f: (-f.score, f.tag))
-        comps = _components(hf, similar)
+
+        def close(a: str, b: str, h=h) -> float:
+            c = cosine(vectors.get((a, h)), vectors.get((b, h)))
+            return max(similar(a, b), c if c >= min_cosine else 0.0)
+
+        comps = _components(hf, close)
         comps.sort(key=lambda c: (-max(f.score for f in c), min(f.tag for f in c)))
         for comp in comps:
             ctags = {f.tag for f in comp}
+            cvec = None
+            for f in comp:
+                v = vectors.get((f.tag, h))
+                if v is not None:
+                    cvec = v * f.count if cvec is None else cvec + v * f.count
             best, best_key = None, None
             for t in topics:
                 if not (h - gap_hours * HOUR <= t.last_flag_hour <= h):
@@ -362,19 +475,103 @@ def group_topics(
                 shared = len(ctags & set(t.weights))
                 recent = {f.tag for f in t.flags if f.hour >= h - HOUR}
                 s = max((similar(a, b) for a in ctags for b in recent), default=0.0)
+                c = cosine(cvec, t.centroid)
+                s = max(s, c if c >= min_cosine else 0.0)
                 if shared == 0 and s == 0.0:
                     continue
                 key = (shared, s, t.last_flag_hour, -t.first_flag_hour.timestamp(), t.topic_id)
                 if best_key is None or key > best_key:
                     best, best_key = t, key
             if best is not None:
-                best.add(comp)
+                best.add(comp, cvec)
             else:
                 lead = min(comp, key=lambda f: (-f.score, f.tag)).tag
-                topics.append(
-                    Topic(topic_id=f"{h:%Y%m%dT%H}Z-{lead}", first_flag_hour=h, last_flag_hour=h, flags=list(comp))
-                )
+                topic = Topic(topic_id=f"{h:%Y%m%dT%H}Z-{lead}", first_flag_hour=h, last_flag_hour=h)
+                topic.add(comp, cvec)
+                topics.append(topic)
     return topics
+
+
+def tag_vectors(posts: Sequence, tags: Iterable[str], vectors_of: Callable[[list], Sequence[np.ndarray | None]],
+                per_tag: int = TAG_VECTOR_POSTS) -> dict[str, np.ndarray]:
+    """tag -> unit mean vector of (up to ``per_tag`` of the latest of) the ``posts`` carrying it, for the
+    given ``tags``; ``vectors_of(posts)`` returns each post's vector, or None where it is unknown."""
+    wanted = set(tags)
+    chosen: dict[str, list] = defaultdict(list)
+    for r in sorted(posts, key=lambda r: to_utc(_get(r, "created_at")), reverse=True):
+        for t in post_tags(r):
+            if t in wanted and len(chosen[t]) < per_tag:
+                chosen[t].append(r)
+    flat = [r for rs in chosen.values() for r in rs]
+    unique = list({id(r): r for r in flat}.values())
+    vecs = dict(zip((id(r) for r in unique), vectors_of(unique))) if unique else {}
+    out = {}
+    for t, rs in chosen.items():
+        vs = [vecs[id(r)] for r in rs if vecs.get(id(r)) is not None]
+        if vs:
+            m = np.mean(np.asarray(vs, dtype=np.float32), axis=0)
+            n = float(np.linalg.norm(m))
+            if n > 0:
+                out[t] = m / n
+    return out
+
+
+def post_text(record) -> str:
+    """A record's text (``text``, else ``caption``), empty when it has none."""
+    t = _get(record, "text")
+    if t is None:
+        t = _get(record, "caption")
+    return str(t or "")
+
+
+class TopicTracker:
+    """Hour-by-hour topic state shared by the replay and the Dagster asset: the co-occurrence window, the
+    keyword background and the topics. Each :meth:`hour` gets that hour's posts and trend flags."""
+
+    def __init__(self, *, cooc_hours: int = DEFAULTS["cooc_hours"], min_similarity: float = DEFAULTS["min_similarity"],
+                 min_pair: int = DEFAULTS["min_pair"], min_cosine: float = DEFAULTS["min_cosine"],
+                 gap_hours: int = DEFAULTS["gap_hours"],
+                 vectors_of: Callable[[list], Sequence[np.ndarray | None]] | None = None) -> None:
+        if cooc_hours < 1:
+            raise ValueError("cooc_hours must be >= 1")
+        self.cooc_hours, self.min_similarity, self.min_pair = cooc_hours, min_similarity, min_pair
+        self.min_cosine, self.gap_hours, self.vectors_of = min_cosine, gap_hours, vectors_of
+        self.window = Cooccurrence()
+        self._cooc_by_hour: dict[dt.datetime, Cooccurrence] = {}
+        self.background: Counter = Counter()
+        self.n_background = 0
+        self.topics: list[Topic] = []
+
+    def hour(self, h: dt.datetime, posts: Sequence, flags: Sequence[TrendFlag]) -> list[Topic]:
+        """Add hour ``h``'s posts to the windows, group its flags; return the topics its flags went to."""
+        co = Cooccurrence.from_records(posts)
+        self._cooc_by_hour[h] = co
+        self.window.update(co)
+        for old in [x for x in self._cooc_by_hour if x <= h - self.cooc_hours * HOUR]:
+            self.window.update(self._cooc_by_hour.pop(old), sign=-1)
+        for r in posts:
+            self.background.update(keywords(post_text(r)))
+        self.n_background += len(posts)
+        flags = [f for f in flags if f.flagged]
+        if not flags:
+            return []
+        vecs = {}
+        if self.vectors_of is not None:
+            vecs = {(t, h): v for t, v in tag_vectors(posts, {f.tag for f in flags}, self.vectors_of).items()}
+        before = {id(t): len(t.flags) for t in self.topics}
+        group_topics(flags, self.window, topics=self.topics, vectors=vecs, min_similarity=self.min_similarity,
+                     min_pair=self.min_pair, min_cosine=self.min_cosine, gap_hours=self.gap_hours)
+        touched = [t for t in self.topics if len(t.flags) != before.get(id(t), 0)]
+        for t in touched:
+            new_tags = {f.tag for f in t.flags if f.hour == h}
+            t.add_posts(post_text(r) for r in posts if new_tags & set(post_tags(r)))
+        return touched
+
+    def finish(self) -> list[Topic]:
+        """Describe every topic against the background seen so far; the topics, oldest first."""
+        for t in self.topics:
+            t.describe(self.background, self.n_background)
+        return sorted(self.topics, key=lambda t: (t.first_flag_hour, t.topic_id))
 
 
 # --- 4. online replay ------------------------------------------------------------------------------
@@ -389,9 +586,11 @@ def replay(
     floor: float = DEFAULTS["floor"],
     min_similarity: float = DEFAULTS["min_similarity"],
     min_pair: int = DEFAULTS["min_pair"],
+    min_cosine: float = DEFAULTS["min_cosine"],
     gap_hours: int = DEFAULTS["gap_hours"],
     cooc_hours: int = DEFAULTS["cooc_hours"],
     warmup_hours: int = 0,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
 ) -> list[Topic]:
     """Stream time-sorted records hour by hour through counts → scores → topics; return the topics.
 
@@ -399,34 +598,35 @@ def replay(
     hours, co-occurrence covers hours ``h-cooc_hours+1 .. h``, and topics opened earlier are never
     rewritten. Records may be out of order within an hour; one from an earlier hour raises ``ValueError``.
     ``warmup_hours`` suppresses flags in the stream's first hours (every tag is new at a cold start);
-    it is 0 by default because CrisisLex events start with the stream.
+    it is 0 by default because CrisisLex events start with the stream. ``embed`` (texts -> unit vectors,
+    e.g. the MiniLM encoder) lets tags group by what their posts say, as the Dagster asset does with
+    the stored post vectors; only the posts of flagged tags are embedded, each text once.
     State older than the baseline / co-occurrence windows is dropped, so memory is bounded by the windows.
     """
-    if cooc_hours < 1:
-        raise ValueError("cooc_hours must be >= 1")
     hourly: dict[tuple[str, dt.datetime], HourStat] = {}
     keys_by_hour: dict[dt.datetime, list[tuple[str, dt.datetime]]] = {}
-    window = Cooccurrence()
-    cooc_by_hour: dict[dt.datetime, Cooccurrence] = {}
-    topics: list[Topic] = []
+    cache: dict[str, np.ndarray] = {}
+
+    def vectors_of(posts: list) -> list[np.ndarray]:
+        texts = [post_text(r) for r in posts]
+        todo = list(dict.fromkeys(t for t in texts if t not in cache))
+        if todo:
+            cache.update(zip(todo, np.asarray(embed(todo), dtype=np.float32)))
+        return [cache[t] for t in texts]
+
+    tracker = TopicTracker(cooc_hours=cooc_hours, min_similarity=min_similarity, min_pair=min_pair,
+                           min_cosine=min_cosine, gap_hours=gap_hours, vectors_of=vectors_of if embed else None)
     start: list[dt.datetime] = []
 
     def process(h: dt.datetime, batch: list) -> None:
         stats = hourly_counts(batch)
         hourly.update(stats)
         keys_by_hour[h] = list(stats)
-        co = Cooccurrence.from_records(batch)
-        cooc_by_hour[h] = co
-        window.update(co)
-        for old in [x for x in cooc_by_hour if x <= h - cooc_hours * HOUR]:
-            window.update(cooc_by_hour.pop(old), sign=-1)
         start[:] = start or [h]
         flags = [] if h < start[0] + warmup_hours * HOUR else trend_scores(
             hourly, baseline_hours=baseline_hours, threshold=threshold, min_count=min_count, floor=floor, hours=[h]
         )
-        if flags:
-            group_topics(flags, window, topics=topics, min_similarity=min_similarity, min_pair=min_pair,
-                         gap_hours=gap_hours)
+        tracker.hour(h, batch, flags)
         for old in [x for x in keys_by_hour if x < h - baseline_hours * HOUR]:
             for k in keys_by_hour.pop(old):
                 hourly.pop(k, None)
@@ -444,8 +644,7 @@ def replay(
         batch.append(r)
     if batch:
         process(current, batch)
-    topics.sort(key=lambda t: (t.first_flag_hour, t.topic_id))
-    return topics
+    return tracker.finish()
 
 
 # --- 5. evaluation (labels are read here only) -----------------------------------------------------
@@ -522,7 +721,8 @@ def evaluate(records: Iterable, topics: list[Topic], *, purity: float = 0.8) -> 
                 first_on_flag.setdefault(event, t)
         topic_rows.append(
             {
-                "topic_id": t.topic_id, "label": t.label, "tags": list(t.tags[:10]),
+                "topic_id": t.topic_id, "label": t.label, "tags": list(t.tags[:10]), "keywords": list(t.keywords[:5]),
+                "headline": t.headline,
                 "first_flag_hour": t.first_flag_hour.isoformat(), "last_flag_hour": t.last_flag_hour.isoformat(),
                 "posts": len(idx), "majority_event": top, "purity": _round(share), "event": event,
                 "on_topic_share": _round(on_share),

@@ -2,10 +2,12 @@
 
 Per (term, kind, UTC hour) of day D: posts carrying the term, distinct known authors, posts by unknown
 authors (their sum, ``effective``, is what trend scores read: one author counts once per tag and hour, so a
-spammer repeating a tag cannot make it trend), and the engagement on those posts in that hour (views,
-likes, shares, comments of events stamped in the hour). ``kind`` is ``hashtag`` (the post's tags) or
-``keyword`` (caption words of 3+ letters, less stop words; topic labels read them). The table replaces
-exactly its day partition, so a re-run or a backfill never duplicates.
+spammer repeating a tag cannot make it trend), posts moderation removed (``removed``: counted, but never
+in ``effective``, so removed spam or hate cannot make a tag trend), and the engagement in that hour
+(views, likes, shares, comments stamped in the hour) on the posts of the last
+:data:`ENGAGEMENT_POST_DAYS` days that carry the term. ``kind`` is ``hashtag`` (the post's tags) or
+``keyword`` (caption words, the rule of :func:`assets.trends.logic.keywords`). The table replaces exactly
+its day partition, so a re-run or a backfill never duplicates.
 """
 
 from __future__ import annotations
@@ -18,21 +20,13 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from assets.engagement.spark_features import _conform, replace_partition, table_exists, use_utc
-from assets.trends.logic import ANONYMOUS_AUTHORS
+from assets.trends.logic import ANONYMOUS_AUTHORS, STOP_WORDS
 from socialpulse.contracts import INTERACTIONS, POSTS, TS
 from socialpulse.settings import Settings
 
 TABLE = "term_hourly"
-
-#: short English stop words (3+ letters; shorter words never become keywords)
-STOP_WORDS = (
-    "the and for are but not you all any can had her was one our out day get has him his how man new now old see "
-    "two way who boy did its let put say she too use that with have this will your from they know want been good "
-    "much some time very when come here just like long make many more only over such take than them well were what "
-    "about after again could every first great other right their there these thing think those three under where "
-    "which while would being going really still today into back then also just because should through https http "
-    "amp rt via"
-).split()
+#: engagement in day D's hours is attributed to the terms of posts created in D-6 .. D
+ENGAGEMENT_POST_DAYS = 7
 
 TERM_HOURLY_SCHEMA = pa.schema([
     pa.field("term", pa.string(), nullable=False),
@@ -41,6 +35,7 @@ TERM_HOURLY_SCHEMA = pa.schema([
     pa.field("posts", pa.int64()),
     pa.field("authors", pa.int64()),
     pa.field("anonymous", pa.int64()),
+    pa.field("removed", pa.int64()),
     pa.field("effective", pa.int64()),
     pa.field("views", pa.int64()),
     pa.field("likes", pa.int64()),
@@ -55,9 +50,9 @@ def table_uri(settings: Settings) -> str:
     return settings.table_uri("silver", TABLE)
 
 
-def _latest_posts(spark: SparkSession, posts_uri: str, day: dt.date) -> DataFrame:
-    """The day's posts, one row per post (the latest version of an edited post)."""
-    posts = spark.read.format("delta").load(posts_uri).where(F.col("event_date") == F.lit(day))
+def _latest_posts(spark: SparkSession, posts_uri: str, first: dt.date, last: dt.date) -> DataFrame:
+    """The posts of days ``first .. last``, one row per post (the latest version of an edited post)."""
+    posts = spark.read.format("delta").load(posts_uri).where(F.col("event_date").between(F.lit(first), F.lit(last)))
     newest = Window.partitionBy("post_id").orderBy(F.col("created_at").desc())
     return posts.withColumn("_rank", F.row_number().over(newest)).where(F.col("_rank") == 1).drop("_rank")
 
@@ -67,40 +62,62 @@ def post_terms(posts: DataFrame) -> DataFrame:
     tags = (posts.select("post_id", "author_id", "created_at", F.explode("hashtags").alias("raw"))
             .select("post_id", "author_id", "created_at",
                     F.lower(F.trim(F.regexp_replace("raw", "^#+", ""))).alias("term"), F.lit("hashtag").alias("kind")))
+    text = F.regexp_replace(F.lower("caption"), r"https?://\S+", " ")
+    text = F.regexp_replace(text, r"[#@]\w+", " ")
     words = (posts.where(F.col("caption").isNotNull())
              .select("post_id", "author_id", "created_at",
-                     F.explode(F.split(F.lower(F.regexp_replace("caption", r"(#\w+)|[^\p{L}\p{N}]+", " ")), " ")).alias("term"))
-             .where((F.length("term") >= 3) & ~F.col("term").isin(STOP_WORDS) & ~F.col("term").rlike(r"^\d+$"))
+                     F.explode(F.split(F.regexp_replace(text, r"[^\p{L}\p{N}]+", " "), " ")).alias("term"))
+             .where((F.length("term") >= 3) & ~F.col("term").isin(sorted(STOP_WORDS)) & ~F.col("term").rlike(r"^\d+$"))
              .withColumn("kind", F.lit("keyword")))
     return tags.unionByName(words).where(F.length("term") > 0).dropDuplicates(["post_id", "term", "kind"])
+
+
+def removed_posts(spark: SparkSession, settings: Settings, first: dt.date, last: dt.date) -> DataFrame | None:
+    """``post_id`` of the posts of days ``first .. last`` that moderation removed (None before any decision)."""
+    from assets.moderation.tables import MODERATION_DECISIONS
+
+    uri = settings.table_uri(MODERATION_DECISIONS.layer, MODERATION_DECISIONS.name)
+    if not table_exists(spark, uri):
+        return None
+    return (spark.read.format("delta").load(uri).where(F.col("event_date").between(F.lit(first), F.lit(last)))
+            .where(F.col("action") == "remove").select("post_id").distinct())
 
 
 def hourly_terms(spark: SparkSession, settings: Settings, day: dt.date, *, now: dt.datetime | None = None) -> DataFrame:
     now = now or dt.datetime.now(dt.timezone.utc)
     use_utc(spark)
     posts_uri = settings.table_uri(POSTS.layer, POSTS.name)
-    terms = post_terms(_latest_posts(spark, posts_uri, day))
+    first = day - dt.timedelta(days=ENGAGEMENT_POST_DAYS - 1)
+    recent = post_terms(_latest_posts(spark, posts_uri, first, day))
+    terms = recent.where(F.to_date("created_at") == F.lit(day))
+    removed = removed_posts(spark, settings, day, day)
+    if removed is None:
+        terms = terms.withColumn("removed", F.lit(False))
+    else:
+        terms = terms.join(removed.withColumn("removed", F.lit(True)), "post_id", "left").fillna(False, subset=["removed"])
     anonymous = F.lower(F.coalesce(F.col("author_id"), F.lit(""))).isin(list(ANONYMOUS_AUTHORS))
     terms = terms.withColumn("hour", F.date_trunc("hour", "created_at")).withColumn("anon", anonymous)
-    authors = (terms.where(~F.col("anon")).groupBy("term", "kind", "hour", "author_id").agg(F.lit(1).alias("one"))
+    kept = terms.where(~F.col("removed"))
+    authors = (kept.where(~F.col("anon")).groupBy("term", "kind", "hour", "author_id").agg(F.lit(1).alias("one"))
                .groupBy("term", "kind", "hour").agg(F.count(F.lit(1)).cast("bigint").alias("authors")))
     counts = (terms.groupBy("term", "kind", "hour")
               .agg(F.count(F.lit(1)).cast("bigint").alias("posts"),
-                   F.sum(F.col("anon").cast("int")).cast("bigint").alias("anonymous"))
+                   F.sum((F.col("anon") & ~F.col("removed")).cast("int")).cast("bigint").alias("anonymous"),
+                   F.sum(F.col("removed").cast("int")).cast("bigint").alias("removed"))
               .join(authors, ["term", "kind", "hour"], "left").fillna(0, subset=["authors"]))
     interactions_uri = settings.table_uri(INTERACTIONS.layer, INTERACTIONS.name)
     if table_exists(spark, interactions_uri):
         events = (spark.read.format("delta").load(interactions_uri).where(F.col("event_date") == F.lit(day))
                   .where(F.col("event_type").isin("view", "like", "share", "comment"))
                   .select("post_id", "event_type", F.date_trunc("hour", "created_at").alias("hour")))
-        engaged = (events.join(terms.select("post_id", "term", "kind").distinct(), "post_id")
+        engaged = (events.join(recent.select("post_id", "term", "kind").distinct(), "post_id")
                    .groupBy("term", "kind", "hour")
                    .agg(*[F.sum((F.col("event_type") == e).cast("int")).cast("bigint").alias(f"{e}s")
                           for e in ("view", "like", "share", "comment")]))
         counts = counts.join(engaged, ["term", "kind", "hour"], "full_outer")
     else:
         counts = counts.withColumns({f"{e}s": F.lit(0).cast("bigint") for e in ("view", "like", "share", "comment")})
-    counts = counts.fillna(0, subset=["posts", "authors", "anonymous", "views", "likes", "shares", "comments"])
+    counts = counts.fillna(0, subset=["posts", "authors", "anonymous", "removed", "views", "likes", "shares", "comments"])
     counts = counts.withColumns({
         "effective": F.col("authors") + F.col("anonymous"),
         "computed_at": F.lit(now).cast("timestamp"),

@@ -8,6 +8,8 @@ import datetime as dt
 import pytest
 
 from socialpulse import lake
+from assets.moderation.tables import MODERATION_DECISIONS
+from assets.trends.logic import hourly_counts, keywords
 from socialpulse.contracts import INTERACTIONS, POSTS
 
 pytestmark = pytest.mark.integration
@@ -29,20 +31,41 @@ def test_hourly_terms_count_authors_once_and_attach_engagement(stack):
         posts.append({**posts[0], "post_id": f"t-u{i}", "author_id": f"u{i}", "hashtags": ["flood", "yyc"]})
     for i in range(2):
         posts.append({**posts[0], "post_id": f"t-anon{i}", "author_id": "cl-anonymous", "hashtags": ["flood"]})
+    # moderation removed this one: counted as posted and removed, never in the effective count
+    posts.append({**posts[0], "post_id": "t-hate", "author_id": "u-hate", "hashtags": ["flood"]})
+    posts.append({**posts[0], "post_id": "t-words", "author_id": "u9", "hashtags": ["misc"],
+                  "caption": "RT @someone: Évacuation du café https://t.co/x #Flood 2026 déjà"})
+    yesterday = {**posts[0], "post_id": "t-old", "author_id": "u8", "hashtags": ["flood"],
+                 "created_at": T - dt.timedelta(days=1), "event_date": D - dt.timedelta(days=1)}
+    lake.replace_partitions(POSTS, [yesterday], [D - dt.timedelta(days=1)], settings=stack)
     lake.replace_partitions(POSTS, posts, [D], settings=stack)
-    events = [{"event_id": f"te{i}", "event_type": et, "user_id": "v", "post_id": "t-u0", "target_user_id": None,
+    decision = {"post_id": "t-hate", "author_id": "u-hate", "action": "remove", "reasons": ["hatespeech"],
+                "hatespeech": 0.99, "offensive": None, "nsfw": None, "media_status": "none", "policy_version": "p",
+                "text_model_version": "t", "media_model_version": "m", "decided_at": T, "created_at": T,
+                "event_date": D}
+    lake.replace_partitions(MODERATION_DECISIONS, [decision], [D], settings=stack)
+    # today's engagement on today's post and on yesterday's post both count for today's hours
+    events = [{"event_id": f"te{i}", "event_type": et, "user_id": "v", "post_id": pid, "target_user_id": None,
                "watch_time_s": 3.0 if et == "view" else None, "created_at": T + dt.timedelta(minutes=30),
-               "event_date": D} for i, et in enumerate(["view", "view", "like"])]
+               "event_date": D} for i, (et, pid) in enumerate([("view", "t-u0"), ("view", "t-u0"), ("like", "t-u0"),
+                                                                ("like", "t-old")])]
     lake.replace_partitions(INTERACTIONS, events, [D], settings=stack)
     spark = spark_session(stack.spark)
     n = compute_term_hourly(spark, stack, D)
     rows = {(r["term"], r["kind"]): r for r in lake.read(table_uri(stack), filters=[("event_date", "=", D)]).to_pylist()}
     assert n == len(rows)
     flood = rows[("flood", "hashtag")]
-    assert (flood["posts"], flood["authors"], flood["anonymous"], flood["effective"]) == (10, 4, 2, 6)
-    assert (flood["views"], flood["likes"]) == (2, 1)
+    assert (flood["posts"], flood["authors"], flood["anonymous"], flood["removed"], flood["effective"]) == (11, 4, 2, 1, 6)
+    assert (flood["views"], flood["likes"]) == (2, 2)
     assert rows[("yyc", "hashtag")]["effective"] == 3
     assert ("waters", "keyword") in rows and ("rising", "keyword") in rows
     assert flood["hour"].hour == 10
+    # Spark's keywords are the pure rule's (no mention, URL, hashtag, number or stop word)
+    spark_words = {t for (t, k), r in rows.items() if k == "keyword" and r["posts"] == 1}
+    assert spark_words == set(keywords(posts[-1]["caption"])) == {"évacuation", "café", "déjà"}
+    # the effective counts are the pure core's on the same posts (removed ones left out)
+    pure = hourly_counts([p for p in posts if p["post_id"] != "t-hate"])
+    assert {t: s.count for (t, _), s in pure.items()} == {
+        t: r["effective"] for (t, k), r in rows.items() if k == "hashtag"}
     # a re-run replaces the day: no duplicates
     assert compute_term_hourly(spark, stack, D) == n
