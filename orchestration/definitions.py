@@ -8,11 +8,12 @@ import assets.content as content
 import assets.engagement as engagement
 import assets.ingest as ingest
 import assets.moderation as moderation
+import assets.trends as trends
 import assets.warehouse as warehouse
 from orchestration.jobs import build_jobs_and_schedules
 from orchestration.resources import build_resources
 
-DOMAINS = (ingest, warehouse, engagement, moderation, content)
+DOMAINS = (ingest, warehouse, engagement, moderation, content, trends)
 
 
 def _collect(attr: str) -> list:

@@ -134,6 +134,19 @@ def index_all(settings: Settings, days: list[dt.date], *, interest: bool = True,
     return summary
 
 
+def trends_all(settings: Settings, days: list[dt.date], *, progress: Callable[[str], None] | None = None) -> dict:
+    """Run trends_job for each day, oldest first (each day's baselines read the day before)."""
+    quiet_warnings()
+    from orchestration.definitions import defs
+
+    progress = progress or (lambda _m: None)
+    instance = _instance(settings)
+    summary: dict = {"trends": {}, "failed": []}
+    for day in sorted(days):
+        summary["trends"][day.isoformat()] = _run(defs, "trends_job", instance, summary, progress, day)
+    return summary
+
+
 def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui: bool, echo, progress) -> dict:
     from socialpulse.loaders import HATEXPLAIN_DAYS, load_crisislex, load_hatexplain
     from socialpulse.services.manager import services_up

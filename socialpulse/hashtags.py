@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -107,3 +108,25 @@ def popularity_shares(counts: Mapping[str, int]) -> dict[str, float]:
     if top <= 0:
         return {}
     return {t: math.log1p(n) / math.log1p(top) for t, n in counts.items() if n > 0}
+
+
+def post_hashtags(tags: Iterable[str] | None) -> list[str]:
+    """A post's hashtags, normalised, each once, in order."""
+    return list(dict.fromkeys(t for t in (normalise_tag(x) for x in tags or ()) if t))
+
+
+def tag_statistics(posts: Iterable, *, top_pairs: int | None = None) -> tuple[Counter, dict[str, Counter]]:
+    """(posts per tag, tag -> co-occurring tag -> posts carrying both) over posts given as hashtag lists or
+    records with ``hashtags``; ``top_pairs`` keeps each tag's most frequent partners only (what is served)."""
+    counts: Counter = Counter()
+    pairs: dict[str, Counter] = defaultdict(Counter)
+    for p in posts:
+        tags = post_hashtags(p.get("hashtags") if isinstance(p, Mapping) else p)
+        counts.update(tags)
+        for a in tags:
+            for b in tags:
+                if a != b:
+                    pairs[a][b] += 1
+    if top_pairs is not None:
+        pairs = defaultdict(Counter, {t: Counter(dict(c.most_common(top_pairs))) for t, c in pairs.items()})
+    return counts, pairs

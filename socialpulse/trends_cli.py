@@ -143,3 +143,49 @@ def suggest_eval_cmd(input_path: Path, k: int, train_share: float, max_test: int
     if output:
         output.write_text(text + "\n")
     click.echo(text)
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    raise SystemExit(1)
+
+
+@trends.command("run")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="first day (UTC)")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="last day (default: today, UTC)")
+@click.option("--days", default=1, show_default=True, type=click.IntRange(min=1), help="days ending at --end")
+def run_cmd(start, end, days: int) -> None:
+    """Run trends_job for each day through Dagster (hourly counts on Spark, scores, topics, hashtag statistics,
+    published to Postgres). The runs show in the Dagster UI; needs the services."""
+    from orchestration.runner import days_between, trends_all
+    from socialpulse.settings import get_settings
+
+    end_d = end.date() if end else dt.datetime.now(dt.timezone.utc).date()
+    start_d = start.date() if start else end_d - dt.timedelta(days=days - 1)
+    if start_d > end_d:
+        _fail(f"--start {start_d} is after --end {end_d}")
+    summary = trends_all(get_settings(), days_between(start_d, end_d), progress=lambda m: click.echo(f"  {m}", err=True))
+    click.echo(json.dumps(summary, indent=2))
+    if summary["failed"]:
+        _fail(f"{len(summary['failed'])} run(s) failed: see the runs in the Dagster UI")
+
+
+@trends.command("show")
+@click.option("--window", default="24h", show_default=True, help="how far back from the latest scored hour: 1h .. 7d")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100))
+def show_cmd(window: str, limit: int) -> None:
+    """Print the trending topics and hashtags that GET /v1/trends serves (reads Postgres)."""
+    from socialpulse import trends_store
+    from socialpulse.stores.postgres import connect
+    from socialpulse.settings import get_settings
+
+    try:
+        hours = trends_store.window_hours(window)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        with connect(get_settings()) as conn:
+            out = trends_store.trending(conn, hours, limit)
+    except trends_store.TrendsNotBuilt as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(out, indent=2, default=str))

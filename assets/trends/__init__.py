@@ -1,4 +1,26 @@
-"""Trends domain: hashtag trend detection (hourly velocity z-scores) grouped into topics by co-occurrence.
+"""Trends domain: hourly hashtag and keyword counts (Spark), hashtag trend scores (velocity against each
+tag's own baseline), trending topics (co-occurrence and post vectors, readable labels) and hashtag statistics
+for suggestions, published to Postgres ``trends``.
 
-``assets.trends.logic`` is the pure core (no Spark, no Dagster); the asset wiring comes later.
+The pure modules (logic, build) import without Dagster; the Dagster exports load on first access.
 """
+
+_EXPORTS = ("ASSETS", "ASSET_CHECKS", "JOBS", "SCHEDULES")
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'assets.trends' has no attribute {name!r}")
+    from assets.trends import assets as defs
+
+    exports = {
+        "ASSETS": list(defs.DAILY_ASSETS),
+        "ASSET_CHECKS": list(defs.CHECKS),
+        "JOBS": [defs.trends_job],
+        "SCHEDULES": [defs.trends_hourly_schedule],
+    }
+    globals().update(exports)
+    return exports[name]
+
+
+__all__ = list(_EXPORTS)

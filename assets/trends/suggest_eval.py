@@ -23,27 +23,22 @@ import numpy as np
 from assets.content.embeddings import post_document
 from assets.content.evaluation import top_k
 from assets.trends.logic import HOUR, hour_start, hourly_counts, trend_scores
-from socialpulse.hashtags import NEIGHBOURS, cooccurrence_scores, neighbour_votes, normalise_tag, popularity_shares, rank, strip_hashtags
+from socialpulse.hashtags import (
+    NEIGHBOURS,
+    cooccurrence_scores,
+    neighbour_votes,
+    normalise_tag,
+    popularity_shares,
+    rank,
+    strip_hashtags,
+    tag_statistics,
+)
 
 Progress = Callable[[str], None] | None
 
 
 def _tags(record) -> list[str]:
     return list(dict.fromkeys(t for t in (normalise_tag(x) for x in record.get("hashtags") or []) if t))
-
-
-def tag_statistics(records: Sequence[dict]) -> tuple[Counter, dict[str, Counter]]:
-    """(posts per tag, tag -> co-occurring tag -> posts carrying both)."""
-    counts: Counter = Counter()
-    pairs: dict[str, Counter] = defaultdict(Counter)
-    for r in records:
-        tags = _tags(r)
-        counts.update(tags)
-        for a in tags:
-            for b in tags:
-                if a != b:
-                    pairs[a][b] += 1
-    return counts, pairs
 
 
 def hit_at(suggested: Sequence[str], hidden: set[str], k: int) -> bool:

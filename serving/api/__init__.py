@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from serving.api.routes import health, ingest, posts, search
+from serving.api.routes import health, ingest, posts, search, trends
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(ingest.router)
 api_router.include_router(posts.router)
 api_router.include_router(search.router)
+api_router.include_router(trends.router)
 
 __all__ = ["api_router"]

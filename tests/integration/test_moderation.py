@@ -5,7 +5,6 @@ Postgres and Redis, and served by the API."""
 from __future__ import annotations
 
 import datetime as dt
-import io
 
 import pytest
 
