@@ -19,7 +19,7 @@ from pathlib import Path
 from socialpulse.services.manager import isolated_env
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHES = ("build", "ingest", "moderation", "search")
+BENCHES = ("build", "ingest", "moderation", "search", "trends")
 
 
 def pct(values: list[float], q: float) -> float:

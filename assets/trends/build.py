@@ -40,11 +40,15 @@ def day_hours(day: dt.date) -> list[dt.datetime]:
 def score_rows(term_rows: Iterable[Mapping], day: dt.date, *, now: dt.datetime,
                params: Mapping | None = None) -> list[dict]:
     """Trend score rows for every hashtag with posts in an hour of ``day``, from the hourly term rows of
-    ``day`` and the day before (the baseline reaches back 24 hours). Keyword rows are ignored."""
+    ``day`` and the day before (the baseline reaches back 24 hours): hashtag rows are scored against the
+    ``all`` rows (effective posts per hour, removed ones left out); keyword rows are ignored."""
     p = {**DEFAULTS, **(params or {})}
     hourly: dict[tuple[str, dt.datetime], HourStat] = {}
     extra: dict[tuple[str, dt.datetime], Mapping] = {}
+    totals: dict[dt.datetime, int] = {}
     for r in term_rows:
+        if r["kind"] == "all":
+            totals[hour_start(r["hour"])] = int(r["effective"])
         if r["kind"] != "hashtag":
             continue
         key = (r["term"], hour_start(r["hour"]))
@@ -52,7 +56,8 @@ def score_rows(term_rows: Iterable[Mapping], day: dt.date, *, now: dt.datetime,
         extra[key] = r
     hours = [h for h in day_hours(day)]
     scored = trend_scores(hourly, baseline_hours=p["baseline_hours"], threshold=p["threshold"],
-                          min_count=p["min_count"], floor=p["floor"], hours=hours, include_all=True)
+                          min_count=p["min_count"], floor=p["floor"], hours=hours, include_all=True,
+                          totals=totals or None)
     out = []
     for f in scored:
         if f.count == 0 and f.posts == 0:

@@ -6,7 +6,8 @@ spammer repeating a tag cannot make it trend), posts moderation removed (``remov
 in ``effective``, so removed spam or hate cannot make a tag trend), and the engagement in that hour
 (views, likes, shares, comments stamped in the hour) on the posts of the last
 :data:`ENGAGEMENT_POST_DAYS` days that carry the term. ``kind`` is ``hashtag`` (the post's tags) or
-``keyword`` (caption words, the rule of :func:`assets.trends.logic.keywords`). The table replaces exactly
+``keyword`` (caption words, the rule of :func:`assets.trends.logic.keywords`), or ``all`` (term ``*``: every
+post of the hour, tagged or not, what a tag's share of the hour is measured against). The table replaces exactly
 its day partition, so a re-run or a backfill never duplicates.
 """
 
@@ -25,6 +26,8 @@ from socialpulse.contracts import INTERACTIONS, POSTS, TS
 from socialpulse.settings import Settings
 
 TABLE = "term_hourly"
+#: the term of the per-hour total row (kind ``all``)
+ALL_POSTS = "*"
 #: engagement in day D's hours is attributed to the terms of posts created in D-6 .. D
 ENGAGEMENT_POST_DAYS = 7
 
@@ -69,7 +72,9 @@ def post_terms(posts: DataFrame) -> DataFrame:
                      F.explode(F.split(F.regexp_replace(text, r"[^\p{L}\p{N}]+", " "), " ")).alias("term"))
              .where((F.length("term") >= 3) & ~F.col("term").isin(sorted(STOP_WORDS)) & ~F.col("term").rlike(r"^\d+$"))
              .withColumn("kind", F.lit("keyword")))
-    return tags.unionByName(words).where(F.length("term") > 0).dropDuplicates(["post_id", "term", "kind"])
+    every = posts.select("post_id", "author_id", "created_at", F.lit(ALL_POSTS).alias("term"), F.lit("all").alias("kind"))
+    return (tags.unionByName(words).where(F.length("term") > 0).unionByName(every)
+            .dropDuplicates(["post_id", "term", "kind"]))
 
 
 def removed_posts(spark: SparkSession, settings: Settings, first: dt.date, last: dt.date) -> DataFrame | None:
@@ -110,7 +115,7 @@ def hourly_terms(spark: SparkSession, settings: Settings, day: dt.date, *, now: 
         events = (spark.read.format("delta").load(interactions_uri).where(F.col("event_date") == F.lit(day))
                   .where(F.col("event_type").isin("view", "like", "share", "comment"))
                   .select("post_id", "event_type", F.date_trunc("hour", "created_at").alias("hour")))
-        engaged = (events.join(recent.select("post_id", "term", "kind").distinct(), "post_id")
+        engaged = (events.join(recent.where(F.col("kind") != "all").select("post_id", "term", "kind").distinct(), "post_id")
                    .groupBy("term", "kind", "hour")
                    .agg(*[F.sum((F.col("event_type") == e).cast("int")).cast("bigint").alias(f"{e}s")
                           for e in ("view", "like", "share", "comment")]))

@@ -19,8 +19,8 @@ TERM_HOURLY = TableContract(
     layer="silver",
     key=("term", "kind", "hour"),
     partition_by=("event_date",),
-    allowed={"kind": ("hashtag", "keyword")},
-    description="Per hashtag or caption keyword and UTC hour: posts, distinct authors, anonymous and removed "
+    allowed={"kind": ("hashtag", "keyword", "all")},
+    description="Per hashtag or caption keyword (and kind 'all': every post) and UTC hour: posts, distinct authors, anonymous and removed "
     "posts, the effective count (authors + anonymous, removed left out) and the hour's engagement on the "
     "last 7 days' posts carrying it (Spark).",
     schema=TERM_HOURLY_SCHEMA,

@@ -38,6 +38,12 @@ def _post(pid, author, text, tags, ts):
 
 def _world() -> tuple[list[dict], list[dict], set[str]]:
     day0, day1 = [], []
+    # everyday chatter: eight different people an hour, so no test tag is a large share of the platform
+    for day, out in ((D0, day0), (D, day1)):
+        for h in range(24):
+            for i in range(8):
+                out.append(_post(f"bg-{day:%d}-{h}-{i}", f"u-bg{h}-{i}", "coffee and a walk", ["dailylife"],
+                                 dt.datetime.combine(day, dt.time(h, 30 + i), UTC)))
     # a quiet baseline: #flood and #cooking once every other hour the day before, and in the morning
     for h in range(0, 24, 2):
         t = dt.datetime.combine(D0, dt.time(h), UTC)
@@ -129,10 +135,12 @@ def _scores(stack, day=D) -> dict[tuple[str, int], dict]:
 def test_burst_flags_against_its_own_baseline_and_spam_or_removed_posts_never_do(stack, trends):
     s = _scores(stack)
     flood = s[("flood", 10)]
-    assert flood["flagged"] and flood["effective"] == 8 and flood["baseline"] == pytest.approx(7 / 24)
+    # baseline: #flood's mean over the last 24 hours (7 / 24) times the daily cycle (10 posts at 10:00
+    # yesterday against a mean of 9 an hour)
+    assert flood["flagged"] and flood["effective"] == 8 and flood["baseline"] == pytest.approx(7 / 24 * 10 / 9)
     assert s[("yycflood", 10)]["flagged"] and s[("abflood", 10)]["flagged"]
     # the quiet tags never trend; the spammer counts once; removed posts are counted as removed only
-    assert not any(r["flagged"] for (t, _), r in s.items() if t == "cooking")
+    assert not any(r["flagged"] for (t, _), r in s.items() if t in ("cooking", "dailylife"))
     assert s[("spamtag", 10)]["posts"] == 20 and s[("spamtag", 10)]["effective"] == 1
     assert not s[("spamtag", 10)]["flagged"]
     hate = s[("hatetag", 10)]
@@ -157,12 +165,13 @@ def test_co_trending_tags_form_one_labelled_topic(stack, trends):
 
 def test_topics_group_by_cooccurrence_alone_without_vectors():
     from assets.trends.build import detect_topics, score_rows
-    from assets.trends.logic import hourly_counts
+    from assets.trends.logic import hourly_counts, hourly_totals
 
     day0, day1, removed = _world()
     posts = [p for p in day0 + day1 if p["post_id"] not in removed]
     rows = [{"term": t, "kind": "hashtag", "hour": h, "posts": s.posts, "authors": s.authors, "anonymous": s.anonymous}
             for (t, h), s in hourly_counts(posts).items()]
+    rows += [{"term": "*", "kind": "all", "hour": h, "effective": n} for h, n in hourly_totals(posts).items()]
     from assets.trends.build import flags_from_rows
 
     flags = flags_from_rows(score_rows(rows, D, now=BURST))
@@ -178,12 +187,15 @@ def test_everything_is_published_to_postgres_and_reruns_do_not_duplicate(stack, 
 
     def counts():
         with psycopg.connect(stack.postgres) as conn:
-            return {t: conn.execute(f"SELECT count(*) FROM trends.{t}").fetchone()[0]
-                    for t in ("hashtag_scores", "topics", "hashtag_counts", "hashtag_pairs")}
+            out = {t: conn.execute(f"SELECT count(*) FROM trends.{t}").fetchone()[0]
+                   for t in ("hashtag_scores", "hashtag_counts", "hashtag_pairs")}
+            out["topics"] = conn.execute("SELECT array_agg(label) FROM trends.topics WHERE day = %s", (D,)).fetchone()[0]
+            return out
 
     before = counts()
-    assert before["topics"] == 1 and before["hashtag_scores"] > 0
-    assert before["hashtag_counts"] == 5  # flood, yycflood, abflood, cooking, spamtag: hatetag's posts were removed
+    assert len(before["topics"]) == 1 and before["hashtag_scores"] > 0
+    # flood, yycflood, abflood, cooking, dailylife, spamtag: hatetag's posts were all removed
+    assert before["hashtag_counts"] == 6
     _materialize(stack, trends_assets.DAILY_ASSETS, D)
     assert counts() == before
 
@@ -202,10 +214,10 @@ def test_trends_endpoint_serves_topics_and_hashtags_of_the_window(api):
     r = api.get("/v1/trends", params={"window": "24h"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["as_of"].startswith("2026-08-20T21:00")  # the end of the latest scored hour (20:00)
+    assert body["as_of"].startswith("2026-08-21T00:00")  # the end of the latest scored hour (23:00)
     assert [set(t["tags"]) for t in body["topics"]] == [{"flood", "yycflood", "abflood"}]
     assert {h["tag"] for h in body["hashtags"]} == {"flood", "yycflood", "abflood"}
-    # the burst was at 10:00; a 6-hour window ending at 21:00 no longer holds it
+    # the burst was at 10:00; a 6-hour window ending at midnight no longer holds it
     assert api.get("/v1/trends", params={"window": "6h"}).json()["topics"] == []
 
 

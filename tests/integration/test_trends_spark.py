@@ -9,7 +9,7 @@ import pytest
 
 from socialpulse import lake
 from assets.moderation.tables import MODERATION_DECISIONS
-from assets.trends.logic import hourly_counts, keywords
+from assets.trends.logic import hourly_counts, hourly_totals, keywords
 from socialpulse.contracts import INTERACTIONS, POSTS
 
 pytestmark = pytest.mark.integration
@@ -64,8 +64,10 @@ def test_hourly_terms_count_authors_once_and_attach_engagement(stack):
     spark_words = {t for (t, k), r in rows.items() if k == "keyword" and r["posts"] == 1}
     assert spark_words == set(keywords(posts[-1]["caption"])) == {"évacuation", "café", "déjà"}
     # the effective counts are the pure core's on the same posts (removed ones left out)
-    pure = hourly_counts([p for p in posts if p["post_id"] != "t-hate"])
-    assert {t: s.count for (t, _), s in pure.items()} == {
+    kept = [p for p in posts if p["post_id"] != "t-hate"]
+    assert {t: s.count for (t, _), s in hourly_counts(kept).items()} == {
         t: r["effective"] for (t, k), r in rows.items() if k == "hashtag"}
+    total = rows[("*", "all")]
+    assert (total["posts"], total["removed"], total["effective"]) == (12, 1, list(hourly_totals(kept).values())[0])
     # a re-run replaces the day: no duplicates
     assert compute_term_hourly(spark, stack, D) == n

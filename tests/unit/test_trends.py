@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from assets.trends.logic import (
+    hourly_totals,
     HOUR,
     Cooccurrence,
     Topic,
@@ -113,7 +114,7 @@ def test_scores_use_the_tag_baseline_and_floor():
 def test_replay_is_online_and_matches_offline_scores():
     records = _stream()
     online = sorted((f for t in replay(records) for f in t.flags), key=lambda f: (f.hour, -f.score, f.tag))
-    assert online == trend_scores(hourly_counts(records))
+    assert online == trend_scores(hourly_counts(records), totals=hourly_totals(records))
     with pytest.raises(ValueError, match="sorted"):
         replay(list(reversed(records)))
 
@@ -205,3 +206,21 @@ def test_cli_extracts_hashtags_from_text_when_missing(tmp_path):
     # the label reads the posts: their distinctive word ("here" is a stop word), then the tag
     assert out["topics"][0]["label"] == "big (#flood)"
     assert out["topics"][0]["headline"].startswith("big #Flood here")
+
+
+def test_a_platform_wide_evening_peak_is_not_a_burst_but_a_share_jump_is():
+    import math
+
+    records = []
+    for h in range(72):  # three days; the platform's volume peaks at 1.85x its mean at 20:00
+        n = int(300 * (1 + 0.85 * math.cos(2 * math.pi * (h % 24 - 20) / 24)))
+        share = 10 if h != 66 else 3  # #daily is 1 post in 10, except at 18:00 on day 3: 1 in 3
+        for i in range(n):
+            records.append({"created_at": T0 + h * HOUR + dt.timedelta(seconds=i),
+                            "hashtags": ["daily"] if i % share == 0 else [f"other{i}"], "author_id": f"u{h}-{i}"})
+    hourly, totals = hourly_counts(records), hourly_totals(records)
+    day3 = [T0 + h * HOUR for h in range(48, 72)]
+    by_share = {f.hour for f in trend_scores(hourly, totals=totals, hours=day3) if f.tag == "daily"}
+    by_mean = {f.hour for f in trend_scores(hourly, hours=day3) if f.tag == "daily"}
+    assert by_share == {T0 + 66 * HOUR}  # only the real jump in share
+    assert len(by_mean) > 3  # a plain mean flags every evening
