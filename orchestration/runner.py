@@ -153,9 +153,9 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     from socialpulse.synthetic import load_synthetic
 
     samples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "samples")
-    echo("1/7 starting the embedded services")
+    echo("1/8 starting the embedded services")
     services_up(settings, echo=progress)
-    echo(f"2/7 loading a synthetic world ({users} users, {posts} posts, {days} days) and the real-data samples")
+    echo(f"2/8 loading a synthetic world ({users} users, {posts} posts, {days} days) and the real-data samples")
     today = dt.datetime.now(dt.timezone.utc).date()
     # the synthetic world ends yesterday: today's partition belongs to live API events, never replaced
     start = today - dt.timedelta(days=days)
@@ -165,27 +165,32 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     report_bronze_loaded(
         settings, load_crisislex(settings, os.path.join(samples, "crisislex_t6", "stream.jsonl"), progress=progress), "crisislex"
     )
-    echo(f"3/7 materializing every asset for {start} .. {today}")
+    echo(f"3/8 materializing every asset for {start} .. {today}")
     summary = materialize_all(settings, start, today, progress=progress)
     if summary["failed"]:
         raise RuntimeError(f"materialization failed: {summary['failed']} (see the runs in the Dagster UI)")
-    echo("4/7 training the text moderation model and moderating every post (synthetic world and HateXplain)")
+    echo("4/8 training the text moderation model and moderating every post (synthetic world and HateXplain)")
     moderation = moderate_all(settings, sorted(HATEXPLAIN_DAYS.values()) + days_between(start, today), progress=progress)
     if moderation["failed"]:
         raise RuntimeError(f"moderation failed: {moderation['failed']} (see the runs in the Dagster UI)")
     summary["moderation"] = moderation
-    echo("5/7 embedding posts into the search index and computing user interest vectors")
+    echo("5/8 embedding posts into the search index and computing user interest vectors")
     world_days = days_between(start, today)
     # interests as of the last days only: serving reads the newest, and the evaluation compares D-1 with D
     content = index_all(settings, world_days, interest_days=world_days[-3:], progress=progress)
     if content["failed"]:
         raise RuntimeError(f"indexing failed: {content['failed']} (see the runs in the Dagster UI)")
     summary["content"] = content
+    echo("6/8 counting hashtags on Spark, scoring trends, grouping topics and hashtag statistics")
+    trends = trends_all(settings, world_days, progress=progress)
+    if trends["failed"]:
+        raise RuntimeError(f"trends failed: {trends['failed']} (see the runs in the Dagster UI)")
+    summary["trends"] = trends
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if start_ui:
-        echo("6/7 starting the API, the Dagster UI and the live moderation worker")
+        echo("7/8 starting the API, the Dagster UI and the live moderation worker")
         services_up(settings, ["api", "dagster", "moderation"], echo=progress)
-    echo("7/7 ready")
+    echo("8/8 ready")
     sample_post = _busiest_post(settings, today - dt.timedelta(days=1))
     lines = [
         "",
@@ -195,9 +200,11 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
         if (flagged := _flagged_post(settings)) else "",
         f"  search         {api_url}/v1/search?q=pasta+recipe   (similar: {api_url}/v1/posts/{sample_post}/similar)"
         if sample_post else f"  search         {api_url}/v1/search?q=pasta+recipe",
+        f"  trends         {api_url}/v1/trends?window=7d   (suggest: POST {api_url}/v1/hashtags/suggest "
+        "with {\"text\": \"...\"})",
         f"  Dagster UI     http://127.0.0.1:{settings.dagster_port}",
         f"  MLflow UI      {settings.mlflow}",
-        f"  Postgres       psql {settings.postgres}   (schemas bronze, metrics, moderation, search, staging, marts)",
+        f"  Postgres       psql {settings.postgres}   (schemas bronze, metrics, moderation, search, trends, staging, marts)",
         f"  Delta lake     {settings.lake}",
         "  stop           socialpulse services down",
     ]

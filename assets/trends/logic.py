@@ -102,7 +102,7 @@ STOP_WORDS = frozenset(
     "much some time very when come here just like long make many more only over such take than them well were what "
     "about after again could every first great other right their there these thing think those three under where "
     "which while would being going really still today into back then also because should through https http "
-    "amp rt via".split()
+    "amp rt via don doesn didn isn wasn aren weren won wouldn couldn shouldn haven hasn hadn ain".split()
 )
 _HASHTAG = re.compile(r"#\w+")
 _NON_WORD = re.compile(r"[\W_]+")
@@ -366,6 +366,7 @@ class Topic:
     texts: list[str] = field(default_factory=list)
     keywords: tuple[str, ...] = ()
     headline: str | None = None
+    _seen: set = field(default_factory=set, repr=False)
 
     @property
     def weights(self) -> dict[str, int]:
@@ -398,23 +399,32 @@ class Topic:
             self.centroid = vector.copy() if self.centroid is None else self.centroid + vector
 
     def add_posts(self, texts: Iterable[str]) -> None:
+        """Count the posts' keywords, each distinct text once (a retweeted or copy-pasted text would
+        otherwise name the topic after its own rare words)."""
         for text in texts:
             self.described_posts += 1
-            self.keyword_counts.update(keywords(text))
-            if len(self.texts) < MAX_HEADLINE_CANDIDATES and text and text.strip():
+            body = " ".join(_RETWEET.sub("", text or "").lower().split())
+            if not body or body in self._seen:
+                continue
+            self._seen.add(body)
+            self.keyword_counts.update(keywords(body))
+            if len(self.texts) < MAX_HEADLINE_CANDIDATES:
                 self.texts.append(text)
 
     def describe(self, background: Mapping[str, int], n_background: int) -> None:
-        """Pick ``keywords`` (share of the topic's posts x inverse document frequency over ``n_background``
-        posts, words in 2+ of its posts, its own tags' words skipped) and the ``headline``: the kept post
+        """Pick ``keywords`` (share of the topic's distinct texts x inverse document frequency over
+        ``n_background`` posts; a word must be in 2+ of them and :data:`KEYWORD_MIN_SHARE` of them; its own
+        tags' words skipped) and the ``headline``: the kept post
         holding most of the top keywords, the shorter on a tie."""
         own = set(self.tags)
+        distinct = max(len(self._seen), 1)
+        least = max(2, math.ceil(KEYWORD_MIN_SHARE * distinct))
         scored = []
         for w, n in self.keyword_counts.items():
-            if n < 2 or w in own:
+            if n < least or w in own:
                 continue
             idf = math.log((n_background + 1) / (background.get(w, 0) + 1)) + 1.0
-            scored.append((-(n / max(self.described_posts, 1)) * idf, w))
+            scored.append((-(n / distinct) * idf, w))
         self.keywords = tuple(w for _, w in sorted(scored)[:10])
         top = set(self.keywords[:5])
         if self.texts:
@@ -431,6 +441,8 @@ class Topic:
         }
 
 
+#: share of a topic's distinct texts a word must appear in to be one of its keywords
+KEYWORD_MIN_SHARE = 0.05
 #: posts kept per topic to choose a headline from, and the headline's length
 MAX_HEADLINE_CANDIDATES = 50
 HEADLINE_CHARS = 140

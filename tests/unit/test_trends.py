@@ -198,9 +198,9 @@ def test_cli_extracts_hashtags_from_text_when_missing(tmp_path):
         for i in range(10)
     ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
-    result = CliRunner().invoke(trends, ["eval", "--input", str(path)])
+    result = CliRunner().invoke(trends, ["eval", "--input", str(path)])  # with embeddings (the default)
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert out["input"] == {"path": str(path), "lines": 11, "records": 10, "skipped": 1}
     assert out["recall"] == 1.0
     # the label reads the posts: their distinctive word ("here" is a stop word), then the tag
