@@ -134,8 +134,10 @@ def index_all(settings: Settings, days: list[dt.date], *, interest: bool = True,
     return summary
 
 
-def trends_all(settings: Settings, days: list[dt.date], *, progress: Callable[[str], None] | None = None) -> dict:
-    """Run trends_job for each day, oldest first (each day's baselines read the day before)."""
+def trends_all(settings: Settings, days: list[dt.date], *, stats: bool = True,
+               progress: Callable[[str], None] | None = None) -> dict:
+    """Run trends_job for each day, oldest first (each day's baselines read the day before), then
+    hashtag_stats_job as of the last day (its 28-day window covers the others)."""
     quiet_warnings()
     from orchestration.definitions import defs
 
@@ -144,6 +146,8 @@ def trends_all(settings: Settings, days: list[dt.date], *, progress: Callable[[s
     summary: dict = {"trends": {}, "failed": []}
     for day in sorted(days):
         summary["trends"][day.isoformat()] = _run(defs, "trends_job", instance, summary, progress, day)
+    if stats and days and not summary["failed"]:
+        summary["hashtag_stats"] = _run(defs, "hashtag_stats_job", instance, summary, progress, max(days))
     return summary
 
 

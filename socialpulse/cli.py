@@ -161,11 +161,16 @@ def materialize_cmd(start, end, days: int) -> None:
 
 
 # --- benchmarks --------------------------------------------------------------------------------
+#: kept in step with bench.BENCHES (bench is not imported here, so `socialpulse --help` stays fast)
+BENCH_NAMES = ("build", "ingest", "moderation", "search", "trends")
+
+
 @main.command("bench")
-@click.argument("name", type=click.Choice(["build", "ingest", "moderation", "search"]))
+@click.argument("name", type=click.Choice(list(BENCH_NAMES)))
 @click.option("--scale", type=click.Choice(["small", "full"]), default="small", show_default=True,
               help="build: small = 10k users / 100k posts / 1M interactions, full adds 100k / 1M / 10M; "
-              "ingest and moderation: small = a short run, full = longer runs and more items")
+              "ingest and moderation: small = a short run, full = longer runs and more items; trends: small = the "
+              "1M-interaction world, full = the 10M one")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="results file (default bench/results/NAME.json)")
 def bench_cmd(name: str, scale: str, out: Path | None) -> None:
     """Run benchmark NAME and write its figures to bench/results/NAME.json."""

@@ -189,3 +189,21 @@ def show_cmd(window: str, limit: int) -> None:
     except trends_store.TrendsNotBuilt as exc:
         _fail(str(exc))
     click.echo(json.dumps(out, indent=2, default=str))
+
+
+@trends.command("eval-synthetic")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write JSON here")
+def eval_synthetic_cmd(output: Path | None) -> None:
+    """Planted bursts of the synthetic world against the platform's own trend flags and topics (reads the
+    lake after `trends run`): burst recall, delay from the day's start, false flags. JSON."""
+    from assets.trends.evaluation import synthetic_trends_eval
+    from socialpulse.settings import get_settings
+
+    try:
+        out = synthetic_trends_eval(get_settings())
+    except LookupError as exc:
+        _fail(str(exc))
+    text = json.dumps(out, indent=2, default=str)
+    if output:
+        output.write_text(text + "\n")
+    click.echo(text)

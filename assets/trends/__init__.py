@@ -16,8 +16,8 @@ def __getattr__(name: str):
     exports = {
         "ASSETS": list(defs.DAILY_ASSETS),
         "ASSET_CHECKS": list(defs.CHECKS),
-        "JOBS": [defs.trends_job],
-        "SCHEDULES": [defs.trends_hourly_schedule],
+        "JOBS": [defs.trends_job, defs.hashtag_stats_job],
+        "SCHEDULES": [defs.trends_hourly_schedule, defs.hashtag_stats_schedule],
     }
     globals().update(exports)
     return exports[name]

@@ -70,9 +70,15 @@ def servable_posts(settings: Settings, first: dt.date, last: dt.date, columns: l
 def term_hourly(context: dg.AssetExecutionContext, settings: SettingsResource,
                 spark: SparkResource) -> dg.MaterializeResult:
     from assets.trends.spark_counts import compute_term_hourly
+    from assets.trends.tables import TERM_HOURLY
+    from socialpulse.contracts import POSTS
 
+    s = settings.get()
     day = partition_day(context)
-    n = compute_term_hourly(spark.session(), settings.get(), day)
+    if lake.open_table(lake.table_uri(POSTS, s)) is None:  # a fresh platform: nothing posted yet
+        lake.replace_partitions(TERM_HOURLY, TERM_HOURLY.schema.empty_table(), [day], settings=s)
+        return dg.MaterializeResult(metadata={"rows": 0})
+    n = compute_term_hourly(spark.session(), s, day)
     return dg.MaterializeResult(metadata={"rows": n})
 
 
@@ -273,13 +279,23 @@ CHECKS = [scores_valid, topics_valid]
 DAILY_ASSETS = [term_hourly, trend_scores, trending_topics, hashtag_cooccurrence, pg_hashtag_scores, pg_topics,
                 pg_hashtag_cooccurrence]
 
+HOURLY_ASSETS = [term_hourly, trend_scores, trending_topics, pg_hashtag_scores, pg_topics]
+STATS_ASSETS = [hashtag_cooccurrence, pg_hashtag_cooccurrence]
+
 trends_job = dg.define_asset_job(
     "trends_job",
-    selection=dg.AssetSelection.assets(*DAILY_ASSETS),
+    selection=dg.AssetSelection.assets(*HOURLY_ASSETS),
     partitions_def=daily_partitions,
-    description="Recount one UTC day's hashtags and keywords (Spark), rescore its hours, regroup its topics and "
-    "hashtag statistics, and publish them to Postgres for the API.",
+    description="Recount one UTC day's hashtags and keywords (Spark), rescore its hours, regroup its topics, and "
+    "publish them to Postgres for the API.",
     executor_def=dg.in_process_executor,  # one Spark Connect session per run
+)
+hashtag_stats_job = dg.define_asset_job(
+    "hashtag_stats_job",
+    selection=dg.AssetSelection.assets(*STATS_ASSETS),
+    partitions_def=daily_partitions,
+    description="Recompute the 28-day hashtag counts and co-occurrences as of one UTC day and publish them "
+    "(what hashtag suggestions read; they move slowly, so daily).",
 )
 
 
@@ -296,3 +312,7 @@ def trends_hourly_schedule(context: dg.ScheduleEvaluationContext):
     at = context.scheduled_execution_time.astimezone(dt.timezone.utc)
     day = (at - dt.timedelta(hours=1)).date().isoformat()  # the day of the hour that just closed
     return dg.RunRequest(partition_key=day, run_key=f"trends-{at.isoformat()}")
+
+
+hashtag_stats_schedule = dg.build_schedule_from_partitioned_job(
+    hashtag_stats_job, hour_of_day=0, minute_of_hour=50, default_status=dg.DefaultScheduleStatus.RUNNING)

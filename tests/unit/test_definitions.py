@@ -23,7 +23,7 @@ graph = defs.resolve_asset_graph()
 out = {"assets": {}, "jobs": sorted(j.name for j in defs.jobs),
        "job_assets": {name: sorted(k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.selected_asset_keys)
                       for name in ("daily_refresh_job", "dimensions_refresh_job", "moderation_job", "text_model_job",
-                                   "content_job", "interest_job")}, "sensors": sorted(s.name for s in defs.sensors),
+                                   "content_job", "interest_job", "trends_job", "hashtag_stats_job")}, "sensors": sorted(s.name for s in defs.sensors),
        "schedules": sorted(s.name for s in defs.schedules), "resources": sorted(defs.resources),
        "checks": sorted(k.to_user_string() for k in graph.asset_check_keys)}
 for key in graph.get_all_asset_keys():
@@ -134,3 +134,24 @@ def test_content_assets_jobs_and_sensor(snapshot):
     assert {"content_job_schedule", "interest_job_schedule"} <= set(snapshot["schedules"])
     assert {"lake/silver/post_embeddings:embeddings_valid", "postgres/search/post_vectors:index_matches_lake",
             "lake/gold/user_interest:interest_valid"} <= set(snapshot["checks"])
+
+
+TRENDS_ASSETS = ["lake/gold/hashtag_cooccurrence", "lake/gold/trend_scores", "lake/gold/trending_topics",
+                 "lake/silver/term_hourly", "postgres/trends/hashtag_cooccurrence", "postgres/trends/hashtag_scores",
+                 "postgres/trends/topics"]
+
+
+def test_trends_assets_job_and_hourly_schedule(snapshot):
+    assets = snapshot["assets"]
+    for key in TRENDS_ASSETS:
+        assert assets[key]["daily"] and assets[key]["backfill"] and assets[key]["group"] == "trends", key
+        assert assets[key]["description"] and assets[key]["owners"], key
+    assert "spark" in assets["lake/silver/term_hourly"]["kinds"]
+    jobs = snapshot["job_assets"]
+    assert sorted(jobs["trends_job"] + jobs["hashtag_stats_job"]) == TRENDS_ASSETS
+    assert jobs["hashtag_stats_job"] == ["lake/gold/hashtag_cooccurrence", "postgres/trends/hashtag_cooccurrence"]
+    # trends run hourly on their own job, after moderation and content, never in the shared refresh jobs
+    for shared in ("daily_refresh_job", "dimensions_refresh_job"):
+        assert not set(jobs[shared]) & set(TRENDS_ASSETS)
+    assert {"trends_hourly_schedule", "hashtag_stats_job_schedule"} <= set(snapshot["schedules"])
+    assert {"lake/gold/trend_scores:scores_valid", "lake/gold/trending_topics:topics_valid"} <= set(snapshot["checks"])
