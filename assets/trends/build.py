@@ -41,7 +41,8 @@ def score_rows(term_rows: Iterable[Mapping], day: dt.date, *, now: dt.datetime,
                params: Mapping | None = None) -> list[dict]:
     """Trend score rows for every hashtag with posts in an hour of ``day``, from the hourly term rows of
     ``day`` and the day before (the baseline reaches back 24 hours): hashtag rows are scored against the
-    ``all`` rows (effective posts per hour, removed ones left out); keyword rows are ignored."""
+    ``all`` rows (effective posts per hour, removed ones left out); keyword rows are ignored. On the
+    platform's first day (no rows the day before) nothing is flagged: every tag would be new."""
     p = {**DEFAULTS, **(params or {})}
     hourly: dict[tuple[str, dt.datetime], HourStat] = {}
     extra: dict[tuple[str, dt.datetime], Mapping] = {}
@@ -58,6 +59,8 @@ def score_rows(term_rows: Iterable[Mapping], day: dt.date, *, now: dt.datetime,
     scored = trend_scores(hourly, baseline_hours=p["baseline_hours"], threshold=p["threshold"],
                           min_count=p["min_count"], floor=p["floor"], hours=hours, include_all=True,
                           totals=totals or None)
+    # the platform's first day (nothing posted the day before): every tag is new, none is a trend yet
+    warm = any(h < hours[0] for h in totals) or any(h < hours[0] for _, h in hourly)
     out = []
     for f in scored:
         if f.count == 0 and f.posts == 0:
@@ -65,7 +68,7 @@ def score_rows(term_rows: Iterable[Mapping], day: dt.date, *, now: dt.datetime,
         r = extra[(f.tag, f.hour)]
         out.append({
             "tag": f.tag, "hour": f.hour, "effective": f.count, "posts": f.posts, "removed": int(r.get("removed") or 0),
-            "baseline": f.baseline, "score": f.score, "flagged": f.flagged,
+            "baseline": f.baseline, "score": f.score, "flagged": f.flagged and warm,
             **{k: int(r.get(k) or 0) for k in ENGAGEMENT}, "computed_at": now, "event_date": day,
         })
     return out

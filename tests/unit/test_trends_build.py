@@ -93,3 +93,12 @@ def test_burst_eval_scores_recall_delay_topics_and_false_flags():
     assert pasta["detected"] and pasta["delay_hours"] == 3.0 and pasta["in_topic"]
     assert out["median_delay_hours"] == 3.0
     assert out["false_flag_tag_days"] == 2 and out["scored_tag_days"] == 4 and out["false_flag_share"] == 0.5
+
+
+def test_nothing_trends_on_the_platforms_first_day():
+    rows = [_row("new", H + dt.timedelta(hours=2), 9), _row("*", H + dt.timedelta(hours=2), 30, kind="all")]
+    first = score_rows(rows, D, now=H)
+    assert len(first) == 1 and first[0]["score"] == 9.0 and not first[0]["flagged"]
+    # with a day of history (even a quiet one) the same hour trends
+    later = score_rows(rows + [_row("*", H - dt.timedelta(hours=5), 30, kind="all")], D, now=H)
+    assert later[0]["flagged"]
