@@ -247,6 +247,12 @@ def _spark_type(type_: pa.DataType) -> str:
 
 # --- writes ---------------------------------------------------------------------------------------
 def table_exists(spark: SparkSession, uri: str) -> bool:
+    import logging
+
+    # a missing table is an expected answer here: keep Spark Connect's client from logging it as an ERROR
+    client_log = logging.getLogger("pyspark.sql.connect.logging")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
     try:
         spark.read.format("delta").load(uri).schema  # noqa: B018 (forces analysis)
         return True
@@ -256,6 +262,8 @@ def table_exists(spark: SparkSession, uri: str) -> bool:
         if any(m in message for m in ("_delta_log", "not a Delta table", "DELTA_MISSING_DELTA_TABLE", "PATH_NOT_FOUND")):
             return False
         raise
+    finally:
+        client_log.setLevel(level)
 
 
 def ensure_table(spark: SparkSession, uri: str, schema: pa.Schema) -> None:
