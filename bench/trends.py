@@ -5,7 +5,8 @@ hour of the synthetic world (the hourly trends_job run), per step.
   post of the loaded synthetic world in time order, and over the CrisisLex T6 stream; posts/s = posts /
   replay wall time (reading the records is not timed).
 * Refresh: the hourly schedule runs trends_job on the day of the hour that just closed, so refreshing one
-  hour costs one trends_job run over that day. The world's last day is run once untimed (so the day before
+  hour costs one trends_job run over that day. The daily hashtag statistics (hashtag_stats_job, 28 days of
+  posts) are timed once after it. The world's last day is run once untimed (so the day before
   has its counts: the baselines read 24 hours back) and then timed, in process on the local Dagster
   instance, with each asset's step time from the run's events. Post embeddings are not computed here
   (content_job's cost, bench search): topics group by co-occurrence only.
@@ -112,6 +113,12 @@ def main(cfg: dict) -> dict:
                 raise RuntimeError(f"trends_job {day} failed (run {result.run_id})")
         out["refresh_one_hour"] = runs["timed"]
         out["warmup"] = runs["warmup_day_before"]
+        t = time.perf_counter()
+        result = defs.resolve_job_def("hashtag_stats_job").execute_in_process(
+            partition_key=end.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET)
+        out["hashtag_stats_daily"] = {"day": end.isoformat(), "success": result.success,
+                                      "seconds": round(time.perf_counter() - t, 2), "steps_s": _step_seconds(result)}
+        _say(f"hashtag_stats_job {end}: {out['hashtag_stats_daily']}")
 
         records = world_records(s)
         day_records = [r for r in records if r["created_at"].date() == end]
