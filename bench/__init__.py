@@ -61,6 +61,22 @@ def run_in_subprocess(module: str, args: dict, progress) -> dict:
         return json.loads(last)
 
 
+def load_world(settings, cfg: dict, out: dict, progress) -> tuple:
+    """Load the seed-7 synthetic world of ``cfg`` (users, posts, interactions, days) into bronze, ending
+    yesterday (UTC); record its rows and ``load_s`` in ``out``; return its (first, last) day."""
+    import datetime as dt
+
+    from socialpulse.synthetic import load_synthetic
+
+    end = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    start = end - dt.timedelta(days=cfg["days"] - 1)
+    t = time.perf_counter()
+    out["rows"] = load_synthetic(settings, users=cfg["users"], posts=cfg["posts"], interactions=cfg["interactions"],
+                                 days=cfg["days"], seed=7, start=start, progress=progress)
+    out["load_s"] = round(time.perf_counter() - t, 1)
+    return start, end
+
+
 def machine() -> dict:
     return {
         "cpus": os.cpu_count(),

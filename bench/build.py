@@ -7,7 +7,6 @@ checks) and the unpartitioned assets (users export, dbt build). Wall-clock secon
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import time
@@ -32,10 +31,10 @@ def configs(scale: str) -> list[dict]:
 
 
 def main(cfg: dict) -> dict:
+    from bench import load_world
     from orchestration.runner import materialize_all
     from socialpulse.services.manager import services_down, services_up
     from socialpulse.settings import get_settings
-    from socialpulse.synthetic import load_synthetic
 
     s = get_settings()
     out = dict(cfg)
@@ -43,12 +42,7 @@ def main(cfg: dict) -> dict:
     services_up(s)
     out["services_up_s"] = round(time.perf_counter() - t, 1)
     try:
-        end = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
-        start = end - dt.timedelta(days=cfg["days"] - 1)
-        t = time.perf_counter()
-        out["rows"] = load_synthetic(s, users=cfg["users"], posts=cfg["posts"], interactions=cfg["interactions"],
-                                     days=cfg["days"], seed=7, start=start, progress=print)
-        out["load_s"] = round(time.perf_counter() - t, 1)
+        start, end = load_world(s, cfg, out, print)
         t = time.perf_counter()
         summary = materialize_all(s, start, end, progress=print)
         out["materialize_s"] = round(time.perf_counter() - t, 1)

@@ -77,10 +77,10 @@ def world_records(settings) -> list[dict]:
 
 
 def main(cfg: dict) -> dict:
+    from bench import load_world
     from orchestration.runner import QUIET, _instance, quiet_warnings
     from socialpulse.services.manager import services_down, services_up
     from socialpulse.settings import get_settings
-    from socialpulse.synthetic import load_synthetic
     from socialpulse.trends_cli import read_stream
 
     quiet_warnings()
@@ -90,12 +90,7 @@ def main(cfg: dict) -> dict:
     services_up(s)
     out["services_up_s"] = round(time.perf_counter() - t, 1)
     try:
-        end = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
-        start = end - dt.timedelta(days=cfg["days"] - 1)
-        t = time.perf_counter()
-        out["rows"] = load_synthetic(s, users=cfg["users"], posts=cfg["posts"], interactions=cfg["interactions"],
-                                     days=cfg["days"], seed=7, start=start, progress=_say)
-        out["load_s"] = round(time.perf_counter() - t, 1)
+        _, end = load_world(s, cfg, out, _say)
 
         from orchestration.definitions import defs
 

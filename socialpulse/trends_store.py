@@ -243,9 +243,7 @@ def suggest(conn: psycopg.Connection, vector, chosen: Sequence[str], limit: int)
     cooc = hashtags.cooccurrence_scores(chosen, pairs, counts)
     trending = current_scores(conn) if relation_exists(conn, f"{SCHEMA}.hashtag_scores") else {}
     candidates = set(semantic) | set(cooc) | set(trending)
-    popular = popularity(conn, candidates)
-    top = popular.pop("", 0)
-    shares = hashtags.popularity_shares({**popular, "": top}) if top else {}
+    shares = hashtags.popularity_shares(popularity(conn, candidates))  # shares of the top tag's count, under ""
     shares.pop("", None)
     ranked = hashtags.rank(semantic=semantic, cooccurrence=cooc, trending=trending, popularity=shares,
                            chosen=chosen, limit=limit)

@@ -48,6 +48,27 @@ def stack(tmp_path_factory):
         settings_mod.get_settings.cache_clear()
 
 
+@pytest.fixture(scope="session")
+def materialize(stack):
+    """``materialize(assets, day, checks=())``: run Dagster assets (and their checks) for one daily partition
+    in process on the ``stack``; fails the test on a failed step or check; returns each asset's
+    materialization metadata by the last part of its key."""
+    import dagster as dg
+
+    from orchestration.resources import build_resources
+
+    def run(assets_, day, checks=()):
+        result = dg.materialize([*assets_, *checks], resources=build_resources(stack), partition_key=day.isoformat(),
+                                raise_on_error=False)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        for ev in result.get_asset_check_evaluations():
+            assert ev.passed, (ev.check_name, ev.metadata)
+        return {e.asset_key.path[-1]: {k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
+                for e in result.get_asset_materialization_events()}
+
+    return run
+
+
 @pytest.fixture
 def local_settings(tmp_path, monkeypatch):
     """Settings with a fresh state folder and no services (for lake-only tests)."""

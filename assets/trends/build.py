@@ -55,7 +55,7 @@ def score_rows(term_rows: Iterable[Mapping], day: dt.date, *, now: dt.datetime,
         key = (r["term"], hour_start(r["hour"]))
         hourly[key] = HourStat(posts=int(r["posts"]), authors=int(r["authors"]), anonymous=int(r["anonymous"]))
         extra[key] = r
-    hours = [h for h in day_hours(day)]
+    hours = day_hours(day)
     scored = trend_scores(hourly, baseline_hours=p["baseline_hours"], threshold=p["threshold"],
                           min_count=p["min_count"], floor=p["floor"], hours=hours, include_all=True,
                           totals=totals or None)

@@ -66,22 +66,8 @@ def _ocr_scores(stack) -> None:
     lake.replace_partitions(MODERATION_SCORES, [row], [D], settings=stack)
 
 
-def _materialize(stack, assets_, checks=()):
-    import dagster as dg
-
-    from orchestration.resources import build_resources
-
-    result = dg.materialize([*assets_, *checks], resources=build_resources(stack), partition_key=D.isoformat(),
-                            raise_on_error=False)
-    assert result.success, [e.message for e in result.all_events if e.is_failure]
-    for ev in result.get_asset_check_evaluations():
-        assert ev.passed, (ev.check_name, ev.metadata)
-    return {e.asset_key.path[-1]: {k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
-            for e in result.get_asset_materialization_events()}
-
-
 @pytest.fixture(scope="module")
-def content(stack):
+def content(stack, materialize):
     import psycopg
 
     from assets.content import assets as content_assets
@@ -103,7 +89,7 @@ def content(stack):
     with psycopg.connect(stack.postgres) as conn:
         _decide(conn, {p["post_id"]: "allow" for p in posts if p["post_id"] not in ("c-removed", "c-pending")}
                 | {"c-removed": "remove"})
-    first = _materialize(stack, [content_assets.post_embeddings, content_assets.post_vectors],
+    first = materialize([content_assets.post_embeddings, content_assets.post_vectors], D,
                          [content_assets.embeddings_valid, content_assets.index_matches_lake])
     return {"assets": content_assets, "first": first, "posts": posts}
 
@@ -139,11 +125,11 @@ def test_posts_are_embedded_and_indexed_with_moderation_metadata(stack, content)
     assert first["post_vectors"]["removed_not_indexed"] == 1 and first["post_vectors"]["pending_moderation"] == 1
 
 
-def test_rerun_changes_and_new_decisions_touch_only_what_changed(stack, content):
+def test_rerun_changes_and_new_decisions_touch_only_what_changed(stack, content, materialize):
     import psycopg
 
     a = content["assets"]
-    again = _materialize(stack, [a.post_embeddings, a.post_vectors], [a.embeddings_valid, a.index_matches_lake])
+    again = materialize([a.post_embeddings, a.post_vectors], D, [a.embeddings_valid, a.index_matches_lake])
     assert again["post_embeddings"]["embedded_now"] == 0
     assert again["post_vectors"]["unchanged"] == len(content["posts"]) - 1
     assert again["post_vectors"]["inserted"] == again["post_vectors"]["replaced"] == 0
@@ -154,7 +140,7 @@ def test_rerun_changes_and_new_decisions_touch_only_what_changed(stack, content)
     lake.replace_partitions(POSTS, posts, [D], settings=stack)
     with psycopg.connect(stack.postgres) as conn:
         _decide(conn, {"c-travel-5": "remove", "c-pending": "allow"})
-    changed = _materialize(stack, [a.post_embeddings, a.post_vectors], [a.embeddings_valid, a.index_matches_lake])
+    changed = materialize([a.post_embeddings, a.post_vectors], D, [a.embeddings_valid, a.index_matches_lake])
     assert changed["post_embeddings"]["embedded_now"] == 1
     v = changed["post_vectors"]
     assert (v["replaced"], v["deleted"], v["updated"], v["inserted"]) == (1, 1, 1, 0)
@@ -162,28 +148,28 @@ def test_rerun_changes_and_new_decisions_touch_only_what_changed(stack, content)
     assert "c-travel-5" not in index and index["c-pending"]["action"] == "allow"
 
 
-def test_a_new_encoder_version_reembeds_every_post(stack, content, monkeypatch):
+def test_a_new_encoder_version_reembeds_every_post(stack, content, monkeypatch, materialize):
     import assets.content.embeddings as emb
 
     a = content["assets"]
     monkeypatch.setattr(emb, "DOCUMENT_VERSION", "doc-test")
-    out = _materialize(stack, [a.post_embeddings, a.post_vectors], [a.embeddings_valid, a.index_matches_lake])
+    out = materialize([a.post_embeddings, a.post_vectors], D, [a.embeddings_valid, a.index_matches_lake])
     assert out["post_embeddings"]["embedded_now"] == len(content["posts"])
     assert out["post_embeddings"]["encoder_version"].endswith("+doc-test")
     assert out["post_vectors"]["replaced"] == out["post_vectors"]["indexed"]
     assert all(m["embedding_version"].endswith("+doc-test") for m in _index(stack).values())
     monkeypatch.undo()
-    back = _materialize(stack, [a.post_embeddings, a.post_vectors], [a.embeddings_valid, a.index_matches_lake])
+    back = materialize([a.post_embeddings, a.post_vectors], D, [a.embeddings_valid, a.index_matches_lake])
     assert back["post_embeddings"]["embedded_now"] == len(content["posts"])
 
 
-def test_user_interest_points_at_the_users_own_cluster(stack, content):
+def test_user_interest_points_at_the_users_own_cluster(stack, content, materialize):
     import psycopg
 
     from socialpulse import vectors
 
     a = content["assets"]
-    out = _materialize(stack, [a.user_interest, a.user_vectors], [a.interest_valid])
+    out = materialize([a.user_interest, a.user_vectors], D, [a.interest_valid])
     assert out["user_interest"]["users"] == 3 and out["user_vectors"]["rows"] == 4
     with psycopg.connect(stack.postgres) as conn:
         for c in CLUSTERS:
@@ -195,12 +181,12 @@ def test_user_interest_points_at_the_users_own_cluster(stack, content):
         assert cold["cold_start"] is True and cold["user_id"] == vectors.COLD_START_USER
 
 
-def test_interest_leaves_out_vectors_of_another_encoder(stack, content, monkeypatch):
+def test_interest_leaves_out_vectors_of_another_encoder(stack, content, monkeypatch, materialize):
     """Mid-backfill after an encoder change, old vectors are never mixed with new ones."""
     import assets.content.embeddings as emb
 
     monkeypatch.setattr(emb, "DOCUMENT_VERSION", "doc-next")  # the encoder changed; no day re-embedded yet
-    out = _materialize(stack, [content["assets"].user_interest], [content["assets"].interest_valid])
+    out = materialize([content["assets"].user_interest], D, [content["assets"].interest_valid])
     assert out["user_interest"]["users"] == 0
     assert out["user_interest"]["posts_of_other_versions_left_out"] == len(content["posts"])
 

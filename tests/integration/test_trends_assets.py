@@ -95,22 +95,8 @@ def _decisions(stack, posts: list[dict], removed: set[str]) -> None:
         conn.commit()
 
 
-def _materialize(stack, assets_, day, checks=()):
-    import dagster as dg
-
-    from orchestration.resources import build_resources
-
-    result = dg.materialize([*assets_, *checks], resources=build_resources(stack), partition_key=day.isoformat(),
-                            raise_on_error=False)
-    assert result.success, [e.message for e in result.all_events if e.is_failure]
-    for ev in result.get_asset_check_evaluations():
-        assert ev.passed, (ev.check_name, ev.metadata)
-    return {e.asset_key.path[-1]: {k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
-            for e in result.get_asset_materialization_events()}
-
-
 @pytest.fixture(scope="module")
-def trends(stack):
+def trends(stack, materialize):
     from assets.content import assets as content_assets
     from assets.trends import assets as trends_assets
 
@@ -120,8 +106,8 @@ def trends(stack):
     _decisions(stack, day0 + day1, removed)
     out = {}
     for day in (D0, D):
-        _materialize(stack, [content_assets.post_embeddings, content_assets.post_vectors], day)
-        out[day] = _materialize(stack, trends_assets.DAILY_ASSETS, day, trends_assets.CHECKS)
+        materialize([content_assets.post_embeddings, content_assets.post_vectors], day)
+        out[day] = materialize(trends_assets.DAILY_ASSETS, day, trends_assets.CHECKS)
     return {"meta": out[D], "removed": removed}
 
 
@@ -180,7 +166,7 @@ def test_topics_group_by_cooccurrence_alone_without_vectors():
     assert sorted(sorted(t.tags) for t in topics) == [["abflood"], ["flood", "yycflood"]]
 
 
-def test_everything_is_published_to_postgres_and_reruns_do_not_duplicate(stack, trends):
+def test_everything_is_published_to_postgres_and_reruns_do_not_duplicate(stack, trends, materialize):
     import psycopg
 
     from assets.trends import assets as trends_assets
@@ -196,7 +182,7 @@ def test_everything_is_published_to_postgres_and_reruns_do_not_duplicate(stack, 
     assert len(before["topics"]) == 1 and before["hashtag_scores"] > 0
     # flood, yycflood, abflood, cooking, dailylife, spamtag: hatetag's posts were all removed
     assert before["hashtag_counts"] == 6
-    _materialize(stack, trends_assets.DAILY_ASSETS, D)
+    materialize(trends_assets.DAILY_ASSETS, D)
     assert counts() == before
 
 

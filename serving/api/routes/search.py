@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from serving.api.routes.posts import PostId, _gate, _plain, _unreachable
 from serving.deps import PgPoolDep, RedisDep, StoresDep
 from serving.errors import ApiError
-from socialpulse import moderation, vectors
+from socialpulse import moderation, trends_store, vectors
 from socialpulse.search import CANDIDATES, MAX_QUERY_CHARS, QueryError, SearchQuery, parse_query
 
 log = logging.getLogger("serving")
@@ -81,19 +81,20 @@ def _search(pool, redis, encoder, query: SearchQuery, vector, limit: int) -> dic
             "creators": _plain(creators)}
 
 
-async def _read(fn, *args):
-    """Run a blocking index read off the event loop; a missing index or an unreachable Postgres is a 503."""
+async def _read(fn, *args, what: str = "search index"):
+    """Run a blocking Postgres read off the event loop; tables not built yet (the search index, the trends)
+    or an unreachable Postgres are a 503 that names ``what`` could not be read."""
     from psycopg import OperationalError
     from psycopg_pool import PoolTimeout
 
     try:
         return await run_in_threadpool(fn, *args)
-    except vectors.IndexNotBuilt as exc:
+    except (vectors.IndexNotBuilt, trends_store.TrendsNotBuilt) as exc:
         raise ApiError(503, str(exc)) from None
     except Exception as exc:
         if isinstance(exc, (OperationalError, PoolTimeout)) or _unreachable(exc):
-            log.warning("search index unreachable: %s", exc)
-            raise ApiError(503, f"the search index is unreachable: {type(exc).__name__}: {exc}") from None
+            log.warning("%s unreachable: %s", what, exc)
+            raise ApiError(503, f"the {what} is unreachable: {type(exc).__name__}: {exc}") from None
         raise
 
 

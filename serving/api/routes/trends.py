@@ -45,10 +45,7 @@ async def trends(
         hours = trends_store.window_hours(window)
     except ValueError as exc:
         raise ApiError(400, str(exc), field="window") from None
-    try:
-        out = await _read(_trending, pool, hours, limit)
-    except trends_store.TrendsNotBuilt as exc:
-        raise ApiError(503, str(exc)) from None
+    out = await _read(_trending, pool, hours, limit, what="trends store")
     return {"window": window, "window_hours": hours, **out}
 
 
