@@ -18,6 +18,22 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=get_settings().partit
 #: backfills run one day per run (each day is replaced by its own partition predicate)
 daily_backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
+#: seconds between ticks of the sensors (a setting; the live test tier shortens it): a sensor only decides,
+#: the run it launches does the work
+SENSOR_INTERVAL_S = get_settings().sensor_interval_s
+
+#: run states that count as "still going" when a sensor or schedule decides whether to launch another
+ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                       dg.DagsterRunStatus.STARTED]
+
+
+def active_run(instance: dg.DagsterInstance, job_name: str, partition: str | None = None):
+    """The newest queued or running run of ``job_name`` (for one partition when given), or None."""
+    tags = {"dagster/partition": partition} if partition else {}
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE_RUN_STATUSES, tags=tags),
+                             limit=1)
+    return runs[0] if runs else None
+
 
 def bronze_key(table: str) -> dg.AssetKey:
     if table not in BRONZE:

@@ -92,6 +92,7 @@ def run_benchmark(name: str, scale: str, out: Path, progress=print) -> dict:
     from importlib import import_module
 
     mod = import_module(f"bench.{name}")
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     runs = [run_in_subprocess(name, cfg, progress) for cfg in mod.configs(scale)]
     result = {
@@ -99,7 +100,7 @@ def run_benchmark(name: str, scale: str, out: Path, progress=print) -> dict:
         "scale": scale,
         "method": mod.METHOD,
         "machine": machine(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "started_at": started_at,
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "runs": runs,
     }

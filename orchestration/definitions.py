@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import dagster as dg
+from socialpulse.runtime import prepare_process
 
-import assets.content as content
-import assets.engagement as engagement
-import assets.ingest as ingest
-import assets.moderation as moderation
-import assets.trends as trends
-import assets.warehouse as warehouse
-from orchestration.jobs import build_jobs_and_schedules
-from orchestration.resources import build_resources
+# before any domain module imports Feast: run workers spawned by the code server inherit this
+prepare_process()
+
+import dagster as dg  # noqa: E402
+
+import assets.content as content  # noqa: E402
+import assets.engagement as engagement  # noqa: E402
+import assets.ingest as ingest  # noqa: E402
+import assets.moderation as moderation  # noqa: E402
+import assets.trends as trends  # noqa: E402
+import assets.warehouse as warehouse  # noqa: E402
+from orchestration.jobs import build_jobs_and_schedules  # noqa: E402
+from orchestration.resources import build_resources  # noqa: E402
 
 DOMAINS = (ingest, warehouse, engagement, moderation, content, trends)
 

@@ -6,7 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.common import daily_partitions
+from assets.common import active_run, daily_partitions
+from socialpulse.settings import get_settings
 
 
 #: domains whose assets run in their own jobs, not in the shared refresh jobs: moderation's are driven by
@@ -56,14 +57,18 @@ def build_jobs_and_schedules(asset_defs) -> tuple[list, list]:
 
     @dg.schedule(
         name="intraday_refresh_schedule",
-        cron_schedule="*/15 * * * *",
+        cron_schedule=get_settings().intraday_refresh_cron,
         job=daily_refresh_job,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Refresh today's partition every 15 minutes so serving sees recent engagement.",
+        description="Refresh today's partition (every 15 minutes by default, SOCIALPULSE_INTRADAY_REFRESH_CRON) so "
+        "serving sees recent engagement; a tick is skipped while today's previous refresh is still queued or running.",
     )
     def intraday_schedule(context: dg.ScheduleEvaluationContext):
         today = context.scheduled_execution_time.astimezone(dt.timezone.utc).date().isoformat()
+        active = active_run(context.instance, daily_refresh_job.name, today)
+        if active:  # a second run would redo the same day behind it
+            return dg.SkipReason(f"today's refresh run {active.run_id} is still {active.status.value.lower()}")
         return dg.RunRequest(partition_key=today, run_key=f"intraday-{context.scheduled_execution_time.isoformat()}")
 
     dims_schedule = dg.ScheduleDefinition(

@@ -51,10 +51,14 @@ class SparkResource(dg.ConfigurableResource):
     _session = PrivateAttr(default=None)
 
     def session(self):
-        from socialpulse.spark import spark_session
+        """The session, after checking that the server answers (a clear error at once, not minutes of
+        client retries, when Spark Connect is down)."""
+        from socialpulse.spark import probe, spark_session
 
         if self._session is None:
             self._session = spark_session(self.remote)
+        else:
+            probe(self.remote)
         return self._session
 
 

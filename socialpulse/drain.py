@@ -32,7 +32,11 @@ from socialpulse.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 GROUP = "bronze"
-LOCK_TIMEOUT_S = 600
+#: a drain holds its stream's lock for this long past its last batch: a drain killed mid-batch (kill -9, a
+#: lost pod) blocks the next one for at most this long; every batch renews it (a batch takes about a second)
+LOCK_TIMEOUT_S = 60
+#: how long a scheduled drain waits for the lock of a drain that died before giving up
+LOCK_WAIT_S = LOCK_TIMEOUT_S + 5
 SEQ_FACTOR = 1_000_000
 
 
@@ -277,15 +281,19 @@ def drain_stream(
     *,
     max_records: int | None = None,
     consumer: str = "drain-1",
+    wait_s: float = 0,
 ) -> DrainResult:
-    """Drain one ingest stream into bronze, exactly once; stop when empty or after ``max_records``."""
+    """Drain one ingest stream into bronze, exactly once; stop when empty or after ``max_records``. When
+    another drain holds the stream's lock, wait up to ``wait_s`` for it (a dead holder's lock expires after
+    :data:`LOCK_TIMEOUT_S`), then raise :class:`DrainBusy`."""
     if stream not in STREAM_TABLES:
         raise ValueError(f"unknown ingest stream {stream!r}; known: {list(STREAMS)}")
     batch_size = max(1, settings.drain_batch_size)
     ensure_group(redis_client, stream)
-    lock = redis_client.lock(f"drain:lock:{stream}", timeout=LOCK_TIMEOUT_S, blocking=False)
-    if not lock.acquire():
-        raise DrainBusy(f"another drain is working {stream} (lock drain:lock:{stream}); try again later")
+    lock = redis_client.lock(f"drain:lock:{stream}", timeout=LOCK_TIMEOUT_S)
+    if not lock.acquire(blocking=wait_s > 0, blocking_timeout=wait_s or None):
+        waited = f" after waiting {wait_s:g} s" if wait_s else ""
+        raise DrainBusy(f"another drain is working {stream} (lock drain:lock:{stream}){waited}; try again later")
     result = DrainResult()
     committed = _Committed(settings, stream)
     processed = 0
@@ -311,15 +319,16 @@ def drain_stream(
     return result
 
 
-def drain_all(settings: Settings | None = None, redis_client=None) -> DrainResult:
-    """Drain every ingest stream (``ingest:events`` and ``ingest:posts``) into bronze."""
+def drain_all(settings: Settings | None = None, redis_client=None, *, wait_s: float = 0) -> DrainResult:
+    """Drain every ingest stream (``ingest:events`` and ``ingest:posts``) into bronze (``wait_s``: see
+    :func:`drain_stream`)."""
     settings = settings or get_settings()
     own = redis_client is None
     client = redis_lib.Redis.from_url(settings.redis) if own else redis_client
     try:
         result = DrainResult()
         for stream in STREAMS:
-            result = result.merge(drain_stream(settings, client, stream))
+            result = result.merge(drain_stream(settings, client, stream, wait_s=wait_s))
         return result
     finally:
         if own:

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 150 * MiB
     max_event_batch: int = 1000
     drain_batch_size: int = 5000
+    # automation: how often the Dagster sensors look for work and the intraday refresh runs (the live test
+    # tier shortens both; read when the code location loads)
+    sensor_interval_s: int = Field(default=5, ge=1, description="seconds between ticks of the ingest, "
+                                   "moderation and content sensors")
+    intraday_refresh_cron: str = Field(default="*/15 * * * *", description="when today's partition of the "
+                                       "shared daily assets (engagement features, Feast, exports) is refreshed")
     ingest_dedupe_ttl_s: int = 7 * 24 * 3600
 
     @model_validator(mode="after")

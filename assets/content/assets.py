@@ -9,6 +9,8 @@ import numpy as np
 import pyarrow as pa
 
 from assets.common import (
+    SENSOR_INTERVAL_S,
+    active_run,
     blocking_result,
     bronze_key,
     daily_backfill,
@@ -329,16 +331,13 @@ interest_job = dg.define_asset_job(
 
 @dg.sensor(
     job=content_job,
-    minimum_interval_seconds=10,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Keep the index fresh: each new materialization of the day's moderation decisions runs "
     "content_job for that day (decided posts become searchable; removed ones leave the index).",
 )
 def content_sensor(context: dg.SensorEvaluationContext):
-    from dagster._core.storage.dagster_run import RunsFilter
     from dagster._core.storage.event_log.base import AssetRecordsFilter
-
-    from assets.ingest.assets import ACTIVE
 
     after = int(context.cursor or 0)
     records = context.instance.fetch_materializations(
@@ -347,8 +346,7 @@ def content_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason("no new moderation decisions since the last content run")
     requests, blocked = [], []
     for day in sorted({r.partition_key for r in records if r.partition_key}):
-        active = context.instance.get_runs(
-            filters=RunsFilter(job_name=content_job.name, statuses=ACTIVE, tags={"dagster/partition": day}), limit=1)
+        active = active_run(context.instance, content_job.name, day)
         ids = [r.storage_id for r in records if r.partition_key == day]
         if active:  # this day's new decisions wait for its running run; the next tick picks them up
             blocked.append(min(ids))

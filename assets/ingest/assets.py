@@ -7,15 +7,11 @@ Batch loaders (`socialpulse load ...`) write the same tables and report material
 
 
 import dagster as dg
-from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
-from assets.common import bronze_key
+from assets.common import SENSOR_INTERVAL_S, active_run, bronze_key
 from orchestration.resources import RedisResource, SettingsResource
 from quality.checks import bronze_asset_checks
 from socialpulse.contracts import BRONZE
-
-#: seconds between sensor ticks: the sensor only decides, the run does the work
-SENSOR_INTERVAL_S = 5
 
 
 @dg.multi_asset(
@@ -35,9 +31,10 @@ SENSOR_INTERVAL_S = 5
 )
 def bronze_from_streams(context: dg.AssetExecutionContext, settings: SettingsResource, redis: RedisResource):
     """Drain ingest:events and ingest:posts into the bronze Delta tables (exactly once per record)."""
-    from socialpulse.drain import drain_all
+    from socialpulse.drain import LOCK_WAIT_S, drain_all
 
-    result = drain_all(settings.get(), redis.client())
+    # a drain that died (kill -9, a lost pod) leaves its lock until it expires: wait for it rather than fail
+    result = drain_all(settings.get(), redis.client(), wait_s=LOCK_WAIT_S)
     context.log.info(f"drained: {result}")
     for name in BRONZE:
         rows = result.rows.get(name, 0)
@@ -58,9 +55,6 @@ bronze_ingest_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
-
-
 @dg.sensor(
     job=bronze_ingest_job,
     minimum_interval_seconds=SENSOR_INTERVAL_S,
@@ -75,11 +69,9 @@ def ingest_sensor(context: dg.SensorEvaluationContext, redis: RedisResource):
     if not waiting:
         return dg.SkipReason("ingest streams are drained")
     # one drain at a time: a second run would only contend for the same batches
-    active = context.instance.get_runs(
-        filters=RunsFilter(job_name=bronze_ingest_job.name, statuses=ACTIVE), limit=1
-    )
+    active = active_run(context.instance, bronze_ingest_job.name)
     if active:
-        return dg.SkipReason(f"{waiting} records waiting; drain run {active[0].run_id} still active")
+        return dg.SkipReason(f"{waiting} records waiting; drain run {active.run_id} still active")
     context.log.info(f"{waiting} records waiting: {backlog}")
     return dg.RunRequest(tags={"socialpulse/backlog": str(waiting)})
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.common import (
+    SENSOR_INTERVAL_S,
+    active_run,
     blocking_result,
     bronze_key,
     daily_backfill,
@@ -324,27 +326,21 @@ text_model_job = dg.define_asset_job(
 
 @dg.sensor(
     job=moderation_job,
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Moderate new posts as they land: a new bronze posts materialization (a stream drain or a "
     "batch load) runs moderation_job for today (UTC), one run at a time; earlier days are caught by the "
     "daily schedule and by backfills.",
 )
 def moderation_sensor(context: dg.SensorEvaluationContext):
-    from dagster._core.storage.dagster_run import RunsFilter
-
-    from assets.ingest.assets import ACTIVE
-
     records = context.instance.fetch_materializations(bronze_key("posts"), limit=1).records
     latest = records[0] if records else None
     if latest is None or latest.storage_id <= int(context.cursor or 0):
         return dg.SkipReason("no new posts since the last moderation run")
     day = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    active = context.instance.get_runs(
-        filters=RunsFilter(job_name=moderation_job.name, statuses=ACTIVE, tags={"dagster/partition": day}), limit=1
-    )
+    active = active_run(context.instance, moderation_job.name, day)
     if active:  # the cursor stays put: the next tick catches these posts once the running day is done
-        return dg.SkipReason(f"new posts wait for moderation run {active[0].run_id} to finish")
+        return dg.SkipReason(f"new posts wait for moderation run {active.run_id} to finish")
     context.update_cursor(str(latest.storage_id))
     return dg.RunRequest(partition_key=day, run_key=f"moderation-{day}-{latest.storage_id}")
 

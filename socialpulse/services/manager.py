@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from socialpulse.runtime import prepare_process
 from socialpulse.settings import Settings
 
 BIN = Path(sys.executable).parent
@@ -114,7 +115,11 @@ class Service:
         """One-off set-up once the service answers (e.g. create a database)."""
 
     def env(self) -> dict[str, str]:
-        return dict(os.environ)
+        """The child's environment: ours, pinned to this state folder, with the process set-up every
+        platform process needs (offline defaults, a Prometheus folder that outlives its creator)."""
+        env = dict(os.environ)
+        env["SOCIALPULSE_HOME"] = str(self.s.home_abs)
+        return prepare_process(self.s, env)
 
     def popen_kwargs(self) -> dict:
         return {}
@@ -374,6 +379,13 @@ class MLflow(Service):
             "--workers", "1",
         ]
 
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        # MLflow 3 starts about eight huey job-runner processes (~300 MB each) for its GenAI jobs, which the
+        # platform never uses: tracking and the registry need none of them
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        return env
+
     def ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port()}/health", timeout=1) as r:
@@ -397,11 +409,6 @@ class Api(Service):
             "--host", self.s.api_host, "--port", str(self.port()),
             "--app-dir", str(Path(__file__).resolve().parents[2]),
         ]
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["SOCIALPULSE_HOME"] = str(self.s.home_abs)
-        return env
 
 
 class DagsterUI(Service):
@@ -428,8 +435,7 @@ class DagsterUI(Service):
         ]
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["SOCIALPULSE_HOME"] = str(self.s.home_abs)
+        env = super().env()
         env["DAGSTER_HOME"] = str(self.s.dagster_home)
         return env
 
@@ -459,11 +465,6 @@ class ModerationWorker(Service):
 
     def command(self) -> list[str]:
         return [str(BIN / "socialpulse"), "moderation", "worker", "--ready-file", str(self.ready_file)]
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["SOCIALPULSE_HOME"] = str(self.s.home_abs)
-        return env
 
 
 #: stores every asset needs; apps are the demo's front doors

@@ -13,6 +13,12 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: 2
+# the monitoring daemon fails runs stuck starting and enforces each job's dagster/max_runtime tag (a hung drain
+# run would otherwise hold the ingest sensor back for ever); a run whose process dies is failed by the code server
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 300
+  poll_interval_seconds: 30
 """
 
 
@@ -20,6 +26,8 @@ def ensure_dagster_home(settings: Settings) -> str:
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():
+    # ours to keep current (an operator's own file, without our header, is left alone)
+    current = cfg.read_text() if cfg.exists() else None
+    if current is None or (current != DAGSTER_YAML and current.startswith(DAGSTER_YAML.splitlines()[0])):
         cfg.write_text(DAGSTER_YAML)
     return str(home)

@@ -221,3 +221,12 @@ def test_max_records_backlog_and_single_drainer(settings, r):
     assert len(ids(settings, "interactions", "event_id")) == 5
     # one commit per table per batch, each recording its app transaction
     assert lake.committed_version(BRONZE["interactions"], f"drain:{EVENTS_STREAM}:interactions", settings=settings) == entry_version(rest.last_entry_id)
+
+    # a drain killed while holding the lock never releases it: the next one waits for the lock to expire
+    late_events = [e.model_copy(update={"event_id": f"late-{e.event_id}"}) for e in make_events(2)]
+    assert enqueue_events(r, late_events, ttl=60) == (2, 0)
+    assert r.lock(f"drain:lock:{EVENTS_STREAM}", timeout=2).acquire(blocking=False)  # its holder "dies"
+    with pytest.raises(DrainBusy, match="after waiting 0.5 s"):
+        drain_stream(settings, r, EVENTS_STREAM, wait_s=0.5)
+    late = drain_stream(settings, r, EVENTS_STREAM, wait_s=10)
+    assert late.acked == 2 and len(ids(settings, "interactions", "event_id")) == 7
