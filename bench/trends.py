@@ -81,7 +81,7 @@ def main(cfg: dict) -> dict:
     from orchestration.runner import QUIET, _instance, quiet_warnings
     from socialpulse.services.manager import services_down, services_up
     from socialpulse.settings import get_settings
-    from socialpulse.trends_cli import read_stream
+    from assets.trends.stream import read_stream
 
     quiet_warnings()
     s = get_settings()

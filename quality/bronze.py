@@ -20,13 +20,15 @@ import pyarrow.compute as pc
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 from socialpulse.contracts import BRONZE  # noqa: E402
+from socialpulse.tags import MAX_TAG_CHARS, TAG_CHAR_CLASS  # noqa: E402
 
 #: longest credible watch time of one view, seconds
 MAX_WATCH_TIME_S = 3600
 MAX_DURATION_S = 3600
 MAX_HASHTAGS = 30
-#: a hashtag: optional '#', then 1-100 letters (any script), digits or underscores
-HASHTAG_PATTERN = r"^#?[\pL\pN_]{1,100}$"
+#: a hashtag: optional '#', then 1-100 tag characters (letters and marks of any script, digits, '_': the
+#: character rule of socialpulse.tags, so every tag the API accepts passes)
+HASHTAG_PATTERN = rf"^#?{TAG_CHAR_CLASS}{{1,{MAX_TAG_CHARS}}}$"
 
 # derived columns computed in Arrow before validation (GX has no list or timezone expectations)
 _UTC_DAY = "_created_at_utc_day"

@@ -18,10 +18,11 @@ tags are never suggested again. :func:`rank` is what the API serves and what the
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from socialpulse.tags import normalise_tag, normalise_tags
 
 #: weights of the sources in the final score (chosen on the synthetic validation days, not on test)
 WEIGHTS: dict[str, float] = {"semantic": 1.0, "cooccurrence": 0.8, "trending": 0.3, "popularity": 0.05}
@@ -29,18 +30,6 @@ WEIGHTS: dict[str, float] = {"semantic": 1.0, "cooccurrence": 0.8, "trending": 0
 TREND_RELEVANCE = 0.2
 #: neighbours that vote
 NEIGHBOURS = 30
-
-_TAG = re.compile(r"#([^\W_]+(?:_[^\W_]+)*)", re.UNICODE)
-
-
-def normalise_tag(tag: str) -> str:
-    return str(tag).strip().lstrip("#").lower()
-
-
-def strip_hashtags(text: str) -> str:
-    """The text without its ``#tags`` (what a draft looks like before tags are chosen)."""
-    return " ".join(_TAG.sub(" ", text or "").split())
-
 
 @dataclass(frozen=True)
 class Suggestion:
@@ -58,9 +47,8 @@ def neighbour_votes(neighbours: Iterable[tuple[float, Sequence[str]]]) -> dict[s
     votes: dict[str, float] = {}
     for sim, tags in neighbours:
         w = max(float(sim), 0.0)
-        for t in dict.fromkeys(normalise_tag(t) for t in tags or ()):
-            if t:
-                votes[t] = votes.get(t, 0.0) + w
+        for t in normalise_tags(tags):
+            votes[t] = votes.get(t, 0.0) + w
     top = max(votes.values(), default=0.0)
     return {t: v / top for t, v in votes.items()} if top > 0 else {}
 
@@ -110,18 +98,13 @@ def popularity_shares(counts: Mapping[str, int]) -> dict[str, float]:
     return {t: math.log1p(n) / math.log1p(top) for t, n in counts.items() if n > 0}
 
 
-def post_hashtags(tags: Iterable[str] | None) -> list[str]:
-    """A post's hashtags, normalised, each once, in order."""
-    return list(dict.fromkeys(t for t in (normalise_tag(x) for x in tags or ()) if t))
-
-
 def tag_statistics(posts: Iterable, *, top_pairs: int | None = None) -> tuple[Counter, dict[str, Counter]]:
     """(posts per tag, tag -> co-occurring tag -> posts carrying both) over posts given as hashtag lists or
     records with ``hashtags``; ``top_pairs`` keeps each tag's most frequent partners only (what is served)."""
     counts: Counter = Counter()
     pairs: dict[str, Counter] = defaultdict(Counter)
     for p in posts:
-        tags = post_hashtags(p.get("hashtags") if isinstance(p, Mapping) else p)
+        tags = normalise_tags(p.get("hashtags") if isinstance(p, Mapping) else p)
         counts.update(tags)
         for a in tags:
             for b in tags:

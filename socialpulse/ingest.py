@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -27,6 +26,7 @@ from pydantic import (
 )
 
 from socialpulse.contracts import ContractError, utc_day
+from socialpulse.tags import canonical_tags
 
 EVENTS_STREAM = "ingest:events"
 POSTS_STREAM = "ingest:posts"
@@ -47,7 +47,6 @@ MAX_WATCH_TIME_S = 3600.0
 MAX_COMMENT_CHARS = 2000
 MAX_CAPTION_CHARS = 2200
 MAX_HASHTAGS = 30
-MAX_HASHTAG_CHARS = 100
 MAX_DURATION_S = 600.0
 
 POST_EVENTS = ("view", "like", "share", "comment")
@@ -156,18 +155,8 @@ class PostIn(_Record):
     @field_validator("hashtags")
     @classmethod
     def _normalise_hashtags(cls, tags: list[str]) -> list[str]:
-        out: list[str] = []
-        for i, raw in enumerate(tags):
-            tag = raw.strip().lstrip("#").lower()
-            if not tag:
-                raise ValueError(f"hashtags[{i}] is empty")
-            if len(tag) > MAX_HASHTAG_CHARS:
-                raise ValueError(f"hashtags[{i}] has {len(tag)} characters; at most {MAX_HASHTAG_CHARS} allowed")
-            if re.search(r"[\s#]", tag):
-                raise ValueError(f"hashtags[{i}] {raw!r} must be one word (no spaces or inner '#')")
-            if tag not in out:
-                out.append(tag)
-        return out
+        """Each tag in its canonical form (:mod:`socialpulse.tags`), each once; a non-tag is refused with why."""
+        return canonical_tags(tags)
 
     @field_validator("created_at")
     @classmethod

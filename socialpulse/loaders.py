@@ -5,8 +5,9 @@ goes to the bronze ``dead_letter`` table with a precise reason and never stops t
 idempotent: bronze posts are replaced by ``event_date`` partition and the reference tables by their
 own partitions, so loading the same file twice leaves the same rows.
 
-The vendored samples under ``data/samples`` (see its ATTRIBUTION.md) let the project run without the
-full files; pass the full folders by path for real runs.
+HateXplain is vendored whole under ``data/hatexplain`` (the official split; see its ATTRIBUTION.md): the
+default for ``socialpulse load hatexplain`` and what the demo trains on. Small samples of HateXplain and
+CrisisLex under ``data/samples`` keep tests fast; pass the full CrisisLex file by path for real runs.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +25,12 @@ from deltalake import write_deltalake
 from socialpulse import lake
 from socialpulse.contracts import DEAD_LETTER, POSTS, TS
 from socialpulse.settings import Settings
+from socialpulse.tags import find_tags, normalise_tags
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+#: the full official HateXplain split (train 15,383 / val 1,922 / test 1,924)
+HATEXPLAIN_DIR = DATA_DIR / "hatexplain"
+SAMPLES_DIR = DATA_DIR / "samples"
 HATEXPLAIN_SAMPLE = SAMPLES_DIR / "hatexplain"
 CRISISLEX_SAMPLE = SAMPLES_DIR / "crisislex_t6" / "stream.jsonl"
 
@@ -38,8 +42,6 @@ HATEXPLAIN_SPLITS = ("train", "val", "test")
 HATEXPLAIN_DAYS = {"train": dt.date(2026, 1, 1), "val": dt.date(2026, 1, 2), "test": dt.date(2026, 1, 3)}
 CRISISLEX_TOPIC = ("on-topic", "off-topic")
 PAYLOAD_MAX = 10_000  # dead-letter payloads are truncated so one huge line cannot bloat the table
-
-_HASHTAG = re.compile(r"#(\w+)", re.UNICODE)
 
 HATEXPLAIN_REF_SCHEMA = pa.schema(
     [
@@ -68,11 +70,6 @@ CRISISLEX_REF_SCHEMA = pa.schema(
 
 class Reject(ValueError):
     """A line that cannot be loaded; the message is the dead-letter reason."""
-
-
-def extract_hashtags(text: str) -> list[str]:
-    """``#tags`` in a text, lower-cased, without ``#``, first occurrence order, no duplicates."""
-    return list(dict.fromkeys(m.lower() for m in _HASHTAG.findall(text)))
 
 
 @dataclass
@@ -229,13 +226,16 @@ def parse_hatexplain(files: list[tuple[str, Path]]) -> _Parsed:
 
 
 def load_hatexplain(
-    settings: Settings, path: str | Path, progress: Callable[[str], None] | None = None
+    settings: Settings, path: str | Path, progress: Callable[[str], None] | None = None, *,
+    post_splits: Sequence[str] | None = None,
 ) -> dict[str, int]:
-    """Load HateXplain (a folder with train/val/test.jsonl, or one such file) into bronze posts.
+    """Load HateXplain (a folder with train/val/test.jsonl, or one such file): the reference labels of every
+    split read, and the rows of ``post_splits`` (default: every split read) as bronze posts.
 
-    Each row becomes a text post ``hx-<post_id>`` by author ``hx-<source>`` on its split's fixed day,
-    and a row of ``reference/hatexplain`` holding the labels. Returns counts: ``lines``, ``posts``,
-    ``reference``, ``dead_letter`` (new rejects written) and ``rejected`` (rejected lines in this file).
+    Each row becomes a row of ``reference/hatexplain`` holding its labels (what the text model trains and is
+    evaluated on) and, for the post splits, a text post ``hx-<post_id>`` by author ``hx-<source>`` on its
+    split's fixed day (what moderation decides on). Returns counts: ``lines``, ``posts``, ``reference``,
+    ``dead_letter`` (new rejects written) and ``rejected`` (rejected lines in this file).
     """
     say = progress or (lambda _msg: None)
     files = _hatexplain_files(Path(path))
@@ -243,24 +243,27 @@ def load_hatexplain(
     say(f"hatexplain: parsed {parsed.lines} lines from {len(files)} file(s), {len(parsed.rejects)} rejected")
 
     splits = [s for s, _ in files]
-    rows = parsed.rows
+    unknown = sorted(set(post_splits or ()) - set(HATEXPLAIN_SPLITS))
+    if unknown:
+        raise ValueError(f"post_splits {unknown} are not HateXplain splits {list(HATEXPLAIN_SPLITS)}")
+    post_days = [HATEXPLAIN_DAYS[s] for s in splits if post_splits is None or s in post_splits]
     # created_at: the split's day plus one second per row, in file order (deterministic, no real time)
     seq: dict[str, int] = {}
     posts = []
-    for r in rows:
-        i = seq[r["split"]] = seq.get(r["split"], -1) + 1
+    for r in parsed.rows:
         day = HATEXPLAIN_DAYS[r["split"]]
+        if day not in post_days:
+            continue
+        i = seq[r["split"]] = seq.get(r["split"], -1) + 1
         created = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=i)
         posts.append(
             {
                 "post_id": f"hx-{r['post_id']}", "author_id": f"hx-{r['source']}", "kind": "text",
-                "caption": r["text"], "hashtags": extract_hashtags(r["text"]), "language": "en",
+                "caption": r["text"], "hashtags": find_tags(r["text"]), "language": "en",
                 "created_at": created, "event_date": day,
             }
         )
-    n_posts = lake.replace_partitions(
-        POSTS, _table(POSTS.schema, posts), [HATEXPLAIN_DAYS[s] for s in splits], settings=settings
-    )
+    n_posts = lake.replace_partitions(POSTS, _table(POSTS.schema, posts), post_days, settings=settings)
     ref = _table(
         HATEXPLAIN_REF_SCHEMA,
         [
@@ -269,7 +272,7 @@ def load_hatexplain(
                 "text": r["text"], "label": r["label"], "annotator_labels": r["annotator_labels"],
                 "targets": r["targets"], "source": r["source"],
             }
-            for r in rows
+            for r in parsed.rows
         ],
     )
     _write_reference(settings, "hatexplain", ref, "split", splits)
@@ -314,8 +317,7 @@ def parse_crisislex(path: Path) -> _Parsed:
             topic = obj.get("on_topic")
             if topic not in CRISISLEX_TOPIC:
                 raise Reject(f"unknown on_topic {topic!r}; expected one of {list(CRISISLEX_TOPIC)}")
-            tags = obj.get("hashtags")
-            tags = extract_hashtags(text) if tags is None else [t.lower().lstrip("#") for t in _str_list(obj, "hashtags")]
+            tags = find_tags(text) if obj.get("hashtags") is None else normalise_tags(_str_list(obj, "hashtags"))
             if tid in first_seen:
                 prev_no, prev_obj = first_seen[tid]
                 same = "an identical record" if prev_obj == obj else "a different record"
@@ -401,6 +403,6 @@ def _table(schema: pa.Schema, rows: list[dict]) -> pa.Table:
 
 
 __all__ = [
-    "CRISISLEX_SAMPLE", "HATEXPLAIN_SAMPLE", "extract_hashtags", "load_crisislex", "load_hatexplain",
+    "CRISISLEX_SAMPLE", "HATEXPLAIN_DIR", "HATEXPLAIN_SAMPLE", "load_crisislex", "load_hatexplain",
     "parse_crisislex", "parse_hatexplain",
 ]

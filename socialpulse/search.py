@@ -10,6 +10,8 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from socialpulse.tags import find_tags, fold, is_tag_char
+
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 16
 #: reciprocal rank fusion constant (Cormack et al. 2009): a document's fused score is sum(w / (K + rank))
@@ -28,7 +30,7 @@ class QueryError(ValueError):
 class SearchQuery:
     text: str  # the query as the encoder reads it (whitespace collapsed)
     terms: tuple[str, ...]  # lower-cased words, '#' stripped, de-duplicated, in order
-    hashtags: tuple[str, ...]  # words written as #tags
+    hashtags: tuple[str, ...]  # words written as #tags, canonical (socialpulse.tags)
 
     def tsquery(self) -> str:
         """A Postgres ``to_tsquery`` string matching any term (OR): fused ranking rewards documents that
@@ -44,6 +46,12 @@ class SearchQuery:
         """The query as a hashtag or handle prefix: its words joined without spaces."""
         return "".join(self.terms)
 
+    @property
+    def tag_prefix(self) -> str:
+        """The query as a hashtag prefix, folded as stored tags are (:mod:`socialpulse.tags`): ``CAFÉ`` finds
+        ``café``, ``Straße`` finds ``strasse``."""
+        return "".join(c for c in fold(self.prefix) if is_tag_char(c))
+
 
 def parse_query(q: str | None, max_chars: int = MAX_QUERY_CHARS) -> SearchQuery:
     """Validate and normalise a search query, or raise :class:`QueryError` saying what is wrong."""
@@ -56,11 +64,10 @@ def parse_query(q: str | None, max_chars: int = MAX_QUERY_CHARS) -> SearchQuery:
         raise QueryError(f"q contains control or invisible characters ({', '.join(bad[:5])})")
     text = " ".join(q.split())
     words = [w.lower() for w in _WORD.findall(text)]
-    tags = [m.lower() for m in re.findall(r"#([^\W_]+(?:_[^\W_]+)*)", text)]
     terms = tuple(dict.fromkeys(w for w in words if w))[:MAX_TERMS]
     if not terms:
         raise QueryError("q has no letters or digits to search for")
-    return SearchQuery(text=text, terms=tuple(t.replace("'", "") for t in terms), hashtags=tuple(dict.fromkeys(tags)))
+    return SearchQuery(text=text, terms=tuple(t.replace("'", "") for t in terms), hashtags=tuple(find_tags(text)))
 
 
 @dataclass(frozen=True)

@@ -234,8 +234,9 @@ def suggest(conn: psycopg.Connection, vector, chosen: Sequence[str], limit: int)
     picked: the nearest servable indexed posts vote for their tags, the chosen tags pull in their partners,
     tags trending now count where the draft is about them (:func:`socialpulse.hashtags.rank`)."""
     from socialpulse import hashtags, vectors
+    from socialpulse.tags import normalise_tags
 
-    chosen = hashtags.post_hashtags(chosen)
+    chosen = normalise_tags(chosen)
     neighbours = vectors.nearest(conn, vector, hashtags.NEIGHBOURS)
     semantic = hashtags.neighbour_votes(
         (1.0 - r["distance"], r["metadata"].get("hashtags") or []) for r in neighbours)

@@ -79,6 +79,26 @@ def interest_precision(user_vectors: np.ndarray, user_clusters: Sequence[int], p
     return out
 
 
+def read_event_tweets(path) -> tuple[list[dict], int]:
+    """The rows of a CrisisLex-style JSONL file that have ``tweet_id``, ``text`` and ``event``, and how many
+    lines were skipped (unreadable, or missing one of those)."""
+    import json
+
+    records, skipped = [], 0
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict) or not {"tweet_id", "text", "event"} <= set(rec):
+                    raise ValueError
+                records.append(rec)
+            except ValueError:
+                skipped += 1
+    return records, skipped
+
+
 def sample_per_event(records: list[dict], per_event: int, seed: int = 7) -> list[dict]:
     """At most ``per_event`` records of each event, drawn at random (deterministic for a seed)."""
     by_event: dict[str, list[dict]] = defaultdict(list)

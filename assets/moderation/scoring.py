@@ -286,3 +286,25 @@ def action_table(decisions: Sequence[dict], labels: dict[str, str]) -> dict:
         "toxic_actioned": share("offensive", ("remove", "review", "limit")),
         "normal_allowed": share("normal", ("allow",)),
     }
+
+
+def hatexplain_action_report(settings, split: str = "test") -> dict:
+    """:func:`action_table` of the published decisions on the HateXplain posts of ``split`` (``all``: every
+    split) against their reference labels, with what was decided and labelled and the policy versions.
+    Reads the lake; :class:`LookupError` says what to load or run first."""
+    from socialpulse import lake
+    from socialpulse.loaders import HATEXPLAIN_DAYS
+
+    uri = settings.table_uri("reference", "hatexplain")
+    if lake.open_table(uri) is None:
+        raise LookupError("no HateXplain reference table: run `socialpulse load hatexplain` first")
+    ref = lake.read(uri, columns=["post_id", "split", "label"]).to_pylist()
+    labels = {r["post_id"]: r["label"] for r in ref if split == "all" or r["split"] == split}
+    days = list(HATEXPLAIN_DAYS.values()) if split == "all" else [HATEXPLAIN_DAYS[split]]
+    decisions = lake.read(MODERATION_DECISIONS, settings=settings, columns=["post_id", "action", "policy_version"],
+                          filters=[("event_date", "in", days)]).to_pylist()
+    if not decisions:
+        raise LookupError("no decisions on the HateXplain days yet: run `socialpulse moderation run --hatexplain-days`")
+    return {**action_table(decisions, labels), "split": split,
+            "decided": sum(1 for d in decisions if d["post_id"] in labels), "labelled": len(labels),
+            "policy_versions": sorted({d["policy_version"] for d in decisions})}

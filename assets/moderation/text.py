@@ -660,6 +660,39 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict]]:
             yield n, obj
 
 
+def score_records(model: TextModerator, records: Sequence[dict], text_field: str, *, chunk: int = 1024,
+                  progress: Progress = None) -> list[dict]:
+    """Each record with ``label`` (its most probable class) and ``score_<class>`` for every class added,
+    scored ``chunk`` texts at a time (progress after each chunk)."""
+    texts = [rec[text_field] for rec in records]
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    for start in range(0, len(texts), chunk):
+        proba = model.predict_proba(texts[start:start + chunk])
+        for rec, p in zip(records[start:start + chunk], proba):
+            rows.append({**rec, "label": CLASSES[int(p.argmax())],
+                         **{f"score_{c}": round(float(p[i]), 6) for i, c in enumerate(CLASSES)}})
+        _say(progress, f"scored {len(rows)}/{len(texts)} ({len(rows) / (time.perf_counter() - t0):.0f} texts/s)")
+    return rows
+
+
+def write_records(rows: Sequence[dict], path: str | Path) -> None:
+    """Write rows as CSV (``.csv``: one column per field seen, lists and objects as JSON) or else JSONL."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        if path.suffix.lower() != ".csv":
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            return
+        fields: list[str] = []
+        for r in rows:
+            fields.extend(k for k in r if k not in fields)
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()})
+
+
 def _map_label(value: Any, label_map: Mapping[str, str] | None) -> str | None:
     if label_map:
         if value in label_map:

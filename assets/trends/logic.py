@@ -26,7 +26,7 @@ Pipeline (all deterministic, pure Python, no Spark, no Dagster):
 5. :func:`evaluate` — the only place that reads the ``event`` (and ``on_topic``) labels.
 
 Records are mappings (or objects) with ``created_at`` (aware datetime; converted to UTC), ``hashtags``
-(list of str; lower-cased, ``#`` stripped, de-duplicated per post) and optionally ``author_id`` (or
+(list of str; canonical by :mod:`socialpulse.tags`, de-duplicated per post) and optionally ``author_id`` (or
 ``author``). ``event`` / ``on_topic`` are read by :func:`evaluate` only.
 """
 
@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
+
+from socialpulse.tags import normalise_tags, strip_tags
 
 UTC = dt.timezone.utc
 HOUR = dt.timedelta(hours=1)
@@ -96,7 +98,7 @@ TAG_VECTOR_POSTS = 16
 LABEL_KEYWORDS = 3
 
 #: short English stop words (3+ letters; shorter words never become keywords); Spark's hourly keyword
-#: counts (assets.trends.spark_counts) use the same list and the same rule as :func:`keywords`
+#: counts (assets.trends.spark_counts) run :func:`keywords` itself
 STOP_WORDS = frozenset(
     "the and for are but not you all any can had her was one our out day get has him his how man new now old see "
     "two way who boy did its let put say she too use that with have this will your from they know want been good "
@@ -105,7 +107,6 @@ STOP_WORDS = frozenset(
     "which while would being going really still today into back then also because should through https http "
     "amp rt via don doesn didn isn wasn aren weren won wouldn couldn shouldn haven hasn hadn ain".split()
 )
-_HASHTAG = re.compile(r"#\w+")
 _NON_WORD = re.compile(r"[\W_]+")
 _URL = re.compile(r"https?://\S+")
 _MENTION = re.compile(r"@\w+")
@@ -113,11 +114,11 @@ _RETWEET = re.compile(r"^\s*rt\s+@\w+:?\s*", re.IGNORECASE)
 
 
 def keywords(text: str | None) -> list[str]:
-    """A text's distinct keywords: lower-cased words of 3+ letters, no hashtags, @mentions, URLs, numbers or
-    stop words."""
+    """A text's distinct keywords: lower-cased words of 3+ letters, no #tags (found by the rule of
+    :mod:`socialpulse.tags`), @mentions, URLs, numbers or stop words."""
     if not text:
         return []
-    words = _NON_WORD.split(_MENTION.sub(" ", _HASHTAG.sub(" ", _URL.sub(" ", text.lower()))))
+    words = _NON_WORD.split(_MENTION.sub(" ", strip_tags(_URL.sub(" ", text.lower()))))
     return list(dict.fromkeys(w for w in words if len(w) >= 3 and w not in STOP_WORDS and not w.isdigit()))
 
 
@@ -145,10 +146,8 @@ def hour_start(ts: dt.datetime) -> dt.datetime:
 
 
 def post_tags(record) -> list[str]:
-    """A record's hashtags: lower-cased, without ``#``, empty ones dropped, first-occurrence order."""
-    tags = _get(record, "hashtags") or []
-    out = (str(t).strip().lstrip("#").lower() for t in tags)
-    return list(dict.fromkeys(t for t in out if t))
+    """A record's hashtags, canonical (:func:`socialpulse.tags.normalise_tags`), each once, in order."""
+    return normalise_tags(_get(record, "hashtags"))
 
 
 def post_author(record) -> str | None:

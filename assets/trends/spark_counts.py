@@ -9,21 +9,30 @@ in ``effective``, so removed spam or hate cannot make a tag trend), and the enga
 ``keyword`` (caption words, the rule of :func:`assets.trends.logic.keywords`), or ``all`` (term ``*``: every
 post of the hour, tagged or not, what a tag's share of the hour is measured against). The table replaces exactly
 its day partition, so a re-run or a backfill never duplicates.
+
+Tags and keywords come from the pure functions themselves (:func:`socialpulse.tags.normalise_tag`,
+:func:`assets.trends.logic.keywords`), run inside the Spark plan as pandas UDFs: Spark SQL has no Unicode
+normalisation or case folding, and a second copy of the rule in SQL would drift from the Python one. Tags are
+normalised once per distinct raw tag, not per post. The Spark workers need this project installed (the UDFs
+are imported there by reference), as the embedded Sail server has.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, StringType
 
 from assets.engagement.spark_features import _conform, replace_partition, table_exists, use_utc
-from assets.trends.logic import ANONYMOUS_AUTHORS, STOP_WORDS
+from assets.trends.logic import ANONYMOUS_AUTHORS, keywords
 from socialpulse.contracts import INTERACTIONS, POSTS, TS
 from socialpulse.settings import Settings
+from socialpulse.tags import normalise_tag
 
 TABLE = "term_hourly"
 #: the term of the per-hour total row (kind ``all``)
@@ -60,17 +69,27 @@ def _latest_posts(spark: SparkSession, posts_uri: str, first: dt.date, last: dt.
     return posts.withColumn("_rank", F.row_number().over(newest)).where(F.col("_rank") == 1).drop("_rank")
 
 
+def _canonical_tags(raw: pd.Series) -> pd.Series:
+    """:func:`socialpulse.tags.normalise_tag` over a batch of raw tags (``""``: not a tag)."""
+    return raw.map(normalise_tag)
+
+
+def _caption_keywords(captions: pd.Series) -> pd.Series:
+    """:func:`assets.trends.logic.keywords` over a batch of captions."""
+    return captions.map(keywords)
+
+
 def post_terms(posts: DataFrame) -> DataFrame:
     """``post_id, author_id, created_at, term, kind``: each post's distinct hashtags and caption keywords."""
-    tags = (posts.select("post_id", "author_id", "created_at", F.explode("hashtags").alias("raw"))
-            .select("post_id", "author_id", "created_at",
-                    F.lower(F.trim(F.regexp_replace("raw", "^#+", ""))).alias("term"), F.lit("hashtag").alias("kind")))
-    text = F.regexp_replace(F.lower("caption"), r"https?://\S+", " ")
-    text = F.regexp_replace(text, r"[#@]\w+", " ")
+    # made here, not at import: pyspark builds a Spark Connect UDF only once a remote session exists
+    canonical_tag = F.pandas_udf(_canonical_tags, StringType())
+    caption_keywords = F.pandas_udf(_caption_keywords, ArrayType(StringType()))
+    raw = posts.select("post_id", "author_id", "created_at", F.explode("hashtags").alias("raw"))
+    canonical = raw.select("raw").distinct().select("raw", canonical_tag("raw").alias("term"))
+    tags = (raw.join(canonical, "raw")
+            .select("post_id", "author_id", "created_at", "term", F.lit("hashtag").alias("kind")))
     words = (posts.where(F.col("caption").isNotNull())
-             .select("post_id", "author_id", "created_at",
-                     F.explode(F.split(F.regexp_replace(text, r"[^\p{L}\p{N}]+", " "), " ")).alias("term"))
-             .where((F.length("term") >= 3) & ~F.col("term").isin(sorted(STOP_WORDS)) & ~F.col("term").rlike(r"^\d+$"))
+             .select("post_id", "author_id", "created_at", F.explode(caption_keywords("caption")).alias("term"))
              .withColumn("kind", F.lit("keyword")))
     every = posts.select("post_id", "author_id", "created_at", F.lit(ALL_POSTS).alias("term"), F.lit("all").alias("kind"))
     return (tags.unionByName(words).where(F.length("term") > 0).unionByName(every)

@@ -27,18 +27,13 @@ from socialpulse.hashtags import (
     NEIGHBOURS,
     cooccurrence_scores,
     neighbour_votes,
-    normalise_tag,
     popularity_shares,
     rank,
-    strip_hashtags,
     tag_statistics,
 )
+from socialpulse.tags import normalise_tags, strip_tags
 
 Progress = Callable[[str], None] | None
-
-
-def _tags(record) -> list[str]:
-    return list(dict.fromkeys(t for t in (normalise_tag(x) for x in record.get("hashtags") or []) if t))
 
 
 def hit_at(suggested: Sequence[str], hidden: set[str], k: int) -> bool:
@@ -63,7 +58,7 @@ def suggestion_eval(records: list[dict], encoder, *, k: int = 5, train_share: fl
         known = set(order[:cut])
         train = [r for i, r in enumerate(records) if i in known]
         later = [r for i, r in enumerate(records) if i not in known]
-    test = [r for r in later if _tags(r)]
+    test = [r for r in later if normalise_tags(r.get("hashtags"))]
     if not train or not test:
         raise ValueError("need posts with hashtags both before and after the split")
     if len(test) > max_test:
@@ -78,10 +73,10 @@ def suggestion_eval(records: list[dict], encoder, *, k: int = 5, train_share: fl
     t0 = time.perf_counter()
     if progress:
         progress(f"embedding {len(train)} known posts and {len(test)} drafts")
-    known = encoder.encode([post_document(strip_hashtags(text_of(r)), _tags(r)) for r in train])
-    drafts = encoder.encode([strip_hashtags(text_of(r)) for r in test])
+    known = encoder.encode([post_document(strip_tags(text_of(r)), normalise_tags(r.get("hashtags"))) for r in train])
+    drafts = encoder.encode([strip_tags(text_of(r)) for r in test])
     embed_s = time.perf_counter() - t0
-    known_tags = [_tags(r) for r in train]
+    known_tags = [normalise_tags(r.get("hashtags")) for r in train]
     nearest = top_k(drafts, known, NEIGHBOURS)
     sims = np.take_along_axis(drafts @ known.T, nearest, axis=1) if len(known) <= 50_000 else None
 
@@ -94,7 +89,7 @@ def suggestion_eval(records: list[dict], encoder, *, k: int = 5, train_share: fl
     hits = Counter()
     evaluated = Counter()
     for i, r in enumerate(test):
-        hidden = set(_tags(r))
+        hidden = set(normalise_tags(r.get("hashtags")))
         row_sims = sims[i] if sims is not None else np.array([float(drafts[i] @ known[j]) for j in nearest[i]])
         semantic = neighbour_votes((s, known_tags[j]) for s, j in zip(row_sims, nearest[i]))
         trending = trending_at.get(hour_start(r["created_at"]) - HOUR, {})
@@ -105,7 +100,7 @@ def suggestion_eval(records: list[dict], encoder, *, k: int = 5, train_share: fl
         evaluated["all_sources"] += 1
         hits["all_sources"] += hit_at([s.tag for s in rank(semantic=semantic, trending=trending, popularity=popularity,
                                                            limit=k)], hidden, k)
-        tags = _tags(r)
+        tags = normalise_tags(r.get("hashtags"))
         if len(tags) >= 2:  # the author chose the first tag: suggest the rest
             chosen, rest = tags[:1], set(tags[1:])
             cooc = cooccurrence_scores(chosen, pairs, counts)

@@ -298,7 +298,7 @@ def test_crisislex_eval_cli_compares_modes_in_one_run(stack):
 
     from click.testing import CliRunner
 
-    from socialpulse.cli import main
+    from cli.main import main
     from socialpulse.loaders import CRISISLEX_SAMPLE
 
     r = CliRunner().invoke(main, ["search", "eval", "crisislex", "--input", str(CRISISLEX_SAMPLE), "--per-event", "30"])

@@ -211,7 +211,7 @@ def test_cli_moderates_the_hatexplain_days_and_reports_actions_by_label(stack, c
 
     from click.testing import CliRunner
 
-    from socialpulse.cli import main
+    from cli.main import main
 
     runner = CliRunner()
     ran = runner.invoke(main, ["moderation", "run", "--days", "0", "--hatexplain-days"])

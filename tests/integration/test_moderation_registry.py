@@ -149,7 +149,7 @@ def test_cli_scores_with_the_champion(mlflow_uri, models, sample, tmp_path, monk
     from click.testing import CliRunner
 
     from socialpulse import settings as settings_mod
-    from socialpulse.moderation_cli import moderation
+    from cli.moderation import moderation
 
     good, _, _ = models
     if champion_info(mlflow_uri) is None:

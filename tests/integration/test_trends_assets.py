@@ -229,7 +229,7 @@ def test_hashtag_suggestions_for_a_draft_with_and_without_chosen_tags(api):
 @pytest.mark.parametrize("payload, message", [
     ({"text": "   "}, "text is empty"),
     ({"text": "x" * 2201}, "at most 2200"),
-    ({"text": "ok", "hashtags": ["two words"]}, "not hashtags"),
+    ({"text": "ok", "hashtags": ["two words"]}, "hashtags[0] has a space"),
     ({"text": "ok", "limit": 0}, "limit"),
     ({"hashtags": ["a"]}, "text"),
 ])

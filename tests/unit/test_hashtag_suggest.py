@@ -12,14 +12,14 @@ from socialpulse.hashtags import (
     neighbour_votes,
     popularity_shares,
     rank,
-    strip_hashtags,
     trend_strength,
 )
+from socialpulse.tags import strip_tags
 
 
-def test_strip_hashtags_hides_the_answer():
-    assert strip_hashtags("Flooding downtown #yycflood #abflood now!") == "Flooding downtown now!"
-    assert strip_hashtags("#only") == "" and strip_hashtags(None) == ""
+def test_strip_tags_hides_the_answer():
+    assert strip_tags("Flooding downtown #yycflood #abflood now!") == "Flooding downtown now!"
+    assert strip_tags("#only") == "" and strip_tags(None) == ""
 
 
 def test_neighbour_votes_weight_by_similarity_and_normalise():
@@ -60,7 +60,7 @@ def test_rank_never_repeats_chosen_tags_and_uses_cooccurrence():
 def test_suggestion_eval_beats_most_popular_on_crisislex_sample():
     from assets.trends.suggest_eval import suggestion_eval
     from socialpulse.encoder import TextEncoder
-    from socialpulse.trends_cli import read_stream
+    from assets.trends.stream import read_stream
     from socialpulse.loaders import CRISISLEX_SAMPLE
 
     records, _ = read_stream(CRISISLEX_SAMPLE)

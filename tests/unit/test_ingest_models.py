@@ -95,8 +95,8 @@ def video(**kw):
 
 
 def test_post_rules():
-    post = PostIn.model_validate(video(hashtags=["#Dance", "dance", " #FYP "]))
-    assert post.hashtags == ["dance", "fyp"]
+    post = PostIn.model_validate(video(hashtags=["#Dance", "dance", " #FYP ", "＃ＣＡＦÉ", "Cafe\u0301", "new_york"]))
+    assert post.hashtags == ["dance", "fyp", "café", "new_york"]  # the one rule of socialpulse.tags
     cases = [
         (video(duration_s=None), "duration_s is required for video posts"),
         (video(duration_s=0), "duration_s: Input should be greater than 0"),
@@ -106,7 +106,10 @@ def test_post_rules():
         (video(hashtags=[f"t{i}" for i in range(31)]), "hashtags: List should have at most 30 items"),
         (video(hashtags=["#"]), "hashtags[0] is empty"),
         (video(hashtags=["ok", "x" * 101]), "hashtags[1] has 101 characters; at most 100 allowed"),
-        (video(hashtags=["two words"]), "hashtags[0] 'two words' must be one word"),
+        (video(hashtags=["two words"]), "hashtags[0] has a space: a hashtag is one word of letters, digits and"),
+        (video(hashtags=["ok", "🔥"]), "hashtags[1] has '🔥' (U+1F525)"),
+        (video(hashtags=["a#b"]), "hashtags[0] has an inner '#'"),
+        (video(hashtags=["___"]), "hashtags[0] has no letter or digit"),
         (video(kind="audio"), "kind: Input should be 'video', 'image' or 'text'"),
         (video(language="not a language"), "language: String should match pattern"),
         ({"post_id": "p2", "author_id": "u1", "kind": "text"}, "caption is required for text posts"),

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import pyarrow.compute as pc
+import pytest
 from deltalake import DeltaTable
 
 from socialpulse import lake
@@ -14,7 +15,6 @@ from socialpulse.loaders import (
     CRISISLEX_SAMPLE,
     HATEXPLAIN_DAYS,
     HATEXPLAIN_SAMPLE,
-    extract_hashtags,
     load_crisislex,
     load_hatexplain,
 )
@@ -32,10 +32,6 @@ def _ref(settings, name: str):
 def _dead(settings, source: str):
     d = lake.read(DEAD_LETTER, settings=settings)
     return d.filter(pc.equal(d["source"], source))
-
-
-def test_extract_hashtags():
-    assert extract_hashtags("Go #Boston! #boston #PrayForBoston and #") == ["boston", "prayforboston"]
 
 
 def test_hatexplain_sample_loads_with_counts_and_reloads_idempotently(local_settings):
@@ -70,6 +66,27 @@ def test_hatexplain_single_file_replaces_only_its_split(local_settings, tmp_path
     split_counts = {r["values"]: r["counts"] for r in ref["split"].value_counts().to_pylist()}
     assert split_counts == {"train": 400, "val": 10, "test": 100}
     assert _posts(local_settings, "hx-").num_rows == 510
+
+
+def test_hatexplain_post_splits_limit_the_posts_not_the_reference(local_settings):
+    counts = load_hatexplain(local_settings, HATEXPLAIN_SAMPLE, post_splits=["val"])
+    assert (counts["posts"], counts["reference"]) == (100, 600)
+    assert set(_posts(local_settings, "hx-")["event_date"].to_pylist()) == {HATEXPLAIN_DAYS["val"]}
+    with pytest.raises(ValueError, match=r"post_splits \['dev'\] are not HateXplain splits"):
+        load_hatexplain(local_settings, HATEXPLAIN_SAMPLE, post_splits=["dev"])
+
+
+def test_the_demo_trains_on_the_full_vendored_split(local_settings):
+    """The demo once trained its text model on the 400-text sample, and let "I hate all of those people,
+    they should all die" through. What the text_model asset reads in the demo must be the whole split."""
+    from assets.moderation.assets import hatexplain_splits
+    from orchestration.runner import load_demo_hatexplain
+
+    counts = load_demo_hatexplain(local_settings)
+    trained_on = {split: len(texts) for split, (texts, _) in hatexplain_splits(local_settings).items()}
+    assert trained_on == {"train": 15_383, "val": 1_922, "test": 1_924}
+    assert (counts["rejected"], counts["posts"]) == (0, 1_924)  # only the test split is moderated as posts
+    assert set(_posts(local_settings, "hx-")["event_date"].to_pylist()) == {HATEXPLAIN_DAYS["test"]}
 
 
 def test_hatexplain_malformed_lines_go_to_dead_letter(local_settings, tmp_path):

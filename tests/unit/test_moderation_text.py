@@ -31,7 +31,7 @@ from assets.moderation.text import (
     read_labelled,
     train_text_moderator,
 )
-from socialpulse.moderation_cli import moderation
+from cli.moderation import moderation
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "samples" / "hatexplain"
 H, O, N = CLASSES

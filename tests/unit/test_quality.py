@@ -37,7 +37,7 @@ def test_good_rows_pass():
     assert result.success, result.failures
     assert result.failures == [] and result.rows == 5
     assert result.statistics["evaluated_expectations"] >= 8
-    posts = conform(POSTS, [dict(post_id="p1", author_id="u", kind="video", hashtags=["fyp", "#café", "日本"],
+    posts = conform(POSTS, [dict(post_id="p1", author_id="u", kind="video", hashtags=["fyp", "#café", "日本", "भारत"],
                                  created_at=at(DAY, 1), event_date=DAY)])
     assert validate_bronze("posts", posts).success
     assert validate_bronze("users", USERS.schema.empty_table()).success

@@ -21,7 +21,7 @@ from assets.trends.logic import (
     trend_scores,
 )
 from socialpulse.loaders import CRISISLEX_SAMPLE
-from socialpulse.trends_cli import trends
+from cli.trends import trends
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 BURST_HOUR = 30

@@ -73,7 +73,7 @@ def _search(pool, redis, encoder, query: SearchQuery, vector, limit: int) -> dic
     with pool.connection() as conn:
         _same_space(conn, encoder)
         fused, rows = vectors.hybrid(conn, query, vector, CANDIDATES)
-        tags = vectors.hashtags(conn, query.prefix, 5)
+        tags = vectors.hashtags(conn, query.tag_prefix, 5)
         servable = set(moderation.recommendable(redis, [f.id for f in fused]))
         posts = [_post(rows[f.id], f.score, f.ranks) for f in fused if f.id in servable][:limit]
         creators = vectors.creators(conn, query.prefix, 5, also=[p["author_id"] for p in posts if p["author_id"]])

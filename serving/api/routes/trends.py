@@ -17,7 +17,7 @@ from serving.api.routes.search import _read, _same_space
 from serving.deps import PgPoolDep, StoresDep
 from serving.errors import ApiError
 from socialpulse import trends_store
-from socialpulse.hashtags import normalise_tag
+from socialpulse.tags import canonical_tags
 
 router = APIRouter(tags=["trends"])
 
@@ -68,10 +68,8 @@ class SuggestRequest(BaseModel):
     @field_validator("hashtags")
     @classmethod
     def _tags(cls, v: list[str]) -> list[str]:
-        bad = [t for t in v if not normalise_tag(t) or len(t) > 100 or any(c.isspace() for c in t.strip())]
-        if bad:
-            raise ValueError(f"not hashtags: {bad[:3]}")
-        return v
+        """The chosen tags in their canonical form (the rule of :mod:`socialpulse.tags`), each once."""
+        return canonical_tags(v)
 
 
 def _suggest(pool, encoder, vector, chosen: list[str], limit: int) -> dict:

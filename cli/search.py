@@ -1,38 +1,12 @@
-"""The `socialpulse search` commands: query the vector index, run the content assets, evaluate retrieval.
-
-Registered in ``socialpulse.cli`` with ``main.add_command(search)``. Heavy imports (torch, dagster) happen
-inside the commands, so ``socialpulse --help`` stays fast.
-"""
+"""The `socialpulse search` commands: query the vector index, run the content assets, evaluate retrieval."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import os
-import sys
 from pathlib import Path
 
 import click
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def _progress(msg: str) -> None:
-    click.echo(f"  {msg}", err=True)
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
-
-
-def _emit(out: dict, output: Path | None) -> None:
-    text = json.dumps(out, indent=2, default=str)
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text + "\n")
-        click.echo(f"wrote {output}", err=True)
-    click.echo(text)
+from cli.common import day_range, emit, fail, progress
 
 
 def _encoder():
@@ -52,7 +26,7 @@ def search() -> None:
 
 @search.command("query")
 @click.argument("text")
-@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 50))
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 50), help="posts to print")
 def query_cmd(text: str, limit: int) -> None:
     """Run TEXT through the same hybrid ranking as GET /v1/search (without the API); prints JSON."""
     import psycopg
@@ -64,18 +38,18 @@ def query_cmd(text: str, limit: int) -> None:
     try:
         q = parse_query(text)
     except QueryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     vec = _encoder().encode([q.text])[0]
     try:
         with psycopg.connect(get_settings().postgres, connect_timeout=5) as conn:
             fused, rows = vectors.hybrid(conn, q, vec)
     except vectors.IndexNotBuilt as exc:
-        _fail(f"{exc}; run `socialpulse search run`")
+        fail(f"{exc}; run `socialpulse search run`")
     except psycopg.OperationalError as exc:
-        _fail(f"Postgres is unreachable ({exc}); start it with `socialpulse services up`")
+        fail(f"Postgres is unreachable ({exc}); start it with `socialpulse services up`")
     posts = [{"post_id": f.id, "score": f.score, "matched_by": dict(f.ranks),
               "snippet": rows[f.id]["contents"][:160]} for f in fused[:limit]]
-    click.echo(json.dumps({"query": q.text, "posts": posts}, indent=2))
+    emit({"query": q.text, "posts": posts})
 
 
 @search.command("run")
@@ -88,17 +62,13 @@ def run_cmd(start, end, days: int, interest: bool) -> None:
     """Run content_job (embed new or changed posts, sync the vector index) and interest_job for each day
     through Dagster (the runs show in the Dagster UI). A new encoder version re-embeds every post of the
     days given: that is the backfill. Needs the services and the day's moderation decisions."""
-    from orchestration.runner import days_between, index_all
+    from orchestration.runner import index_all
     from socialpulse.settings import get_settings
 
-    end_d = end.date() if end else dt.datetime.now(dt.timezone.utc).date()
-    start_d = start.date() if start else end_d - dt.timedelta(days=days - 1)
-    if start_d > end_d:
-        _fail(f"--start {start_d} is after --end {end_d}")
-    summary = index_all(get_settings(), days_between(start_d, end_d), interest=interest, progress=_progress)
-    click.echo(json.dumps(summary, indent=2))
+    summary = index_all(get_settings(), day_range(start, end, days), interest=interest, progress=progress)
+    emit(summary)
     if summary["failed"]:
-        _fail(f"{len(summary['failed'])} run(s) failed: see the runs in the Dagster UI")
+        fail(f"{len(summary['failed'])} run(s) failed: see the runs in the Dagster UI")
 
 
 @search.group("eval")
@@ -109,7 +79,7 @@ def eval_group() -> None:
 @eval_group.command("synthetic")
 @click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="candidate posts' day (vectors as of the day before; default: the latest such day)")
-@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 100), help="precision@k")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write JSON here")
 def eval_synthetic_cmd(day, k: int, output: Path | None) -> None:
     """Cluster precision@k of each user's nearest new posts against chance (reads the lake; no service)."""
@@ -119,8 +89,8 @@ def eval_synthetic_cmd(day, k: int, output: Path | None) -> None:
     try:
         out = synthetic_interest_eval(get_settings(), day.date() if day else None, k=k)
     except (LookupError, ValueError) as exc:
-        _fail(str(exc))
-    _emit(out, output)
+        fail(str(exc))
+    emit(out, output)
 
 
 @eval_group.command("crisislex")
@@ -128,35 +98,23 @@ def eval_synthetic_cmd(day, k: int, output: Path | None) -> None:
               help="CrisisLex T6 stream.jsonl (tweet_id, text, hashtags, event, on_topic)")
 @click.option("--per-event", default=None, type=click.IntRange(min=10),
               help="index at most N tweets per event (random, seeded; default: all)")
-@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 100), help="precision@k")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write JSON here")
 def eval_crisislex_cmd(input_path: Path, per_event: int | None, k: int, output: Path | None) -> None:
     """Precision@k per event of a query naming it, semantic vs keyword vs hybrid, in one run over a scratch
     index (a temporary database on the configured Postgres, dropped afterwards). Needs Postgres."""
     import psycopg
 
-    from assets.content.evaluation import crisislex_search, sample_per_event
+    from assets.content.evaluation import crisislex_search, read_event_tweets, sample_per_event
     from socialpulse.settings import get_settings
 
-    records, bad = [], 0
-    with open(input_path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                if not {"tweet_id", "text", "event"} <= set(rec):
-                    raise ValueError
-                records.append(rec)
-            except ValueError:
-                bad += 1
+    records, bad = read_event_tweets(input_path)
     if not records:
-        _fail(f"{input_path} has no rows with tweet_id, text and event")
+        fail(f"{input_path} has no rows with tweet_id, text and event")
     if per_event:
         records = sample_per_event(records, per_event)
     try:
-        out = crisislex_search(records, _encoder(), get_settings().postgres, k=k, progress=_progress)
+        out = crisislex_search(records, _encoder(), get_settings().postgres, k=k, progress=progress)
     except psycopg.OperationalError as exc:
-        _fail(f"Postgres is unreachable ({exc}); start it with `socialpulse services up postgres`")
-    out = {"input": str(input_path), "skipped_lines": bad, "per_event": per_event, **out}
-    _emit(out, output)
+        fail(f"Postgres is unreachable ({exc}); start it with `socialpulse services up postgres`")
+    emit({"input": str(input_path), "skipped_lines": bad, "per_event": per_event, **out}, output)

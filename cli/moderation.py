@@ -1,38 +1,21 @@
-"""The `socialpulse moderation` commands: score, evaluate and train the text moderation model, and run the
-moderation assets (retrain, backfill) through Dagster.
-
-Registered in ``socialpulse.cli`` with ``main.add_command(moderation)``. Heavy imports (torch, mlflow)
-happen inside the commands, so ``socialpulse --help`` stays fast. ``train`` needs no service, so it also
-runs on a bare GPU box.
+"""The `socialpulse moderation` commands: score, evaluate and train the text moderation model, run the
+moderation assets (retrain, backfill) through Dagster, report decisions against HateXplain's labels, and the
+live worker. ``train`` needs no service, so it also runs on a bare GPU box.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import click
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from cli.common import day_range, emit, fail, progress
 
-CLASSES = ("hatespeech", "offensive", "normal")
 #: inputs longer than this report progress on stderr
 PROGRESS_ABOVE = 2_000
-CHUNK = 1_024
-
-
-def _progress(msg: str) -> None:
-    click.echo(f"  {msg}", err=True)
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
 
 
 def _quiet_transformers() -> None:
@@ -54,7 +37,7 @@ def _load_model(model_dir: Path | None):
         try:
             return TextModerator.load(model_dir)
         except (OSError, ValueError) as exc:
-            _fail(f"cannot load model from {model_dir}: {exc}")
+            fail(f"cannot load model from {model_dir}: {exc}")
     from assets.moderation.registry import RegistryUnavailable, load_champion
     from socialpulse.settings import get_settings
 
@@ -62,30 +45,33 @@ def _load_model(model_dir: Path | None):
     try:
         return load_champion(uri, cache_dir=get_settings().home_abs / "cache" / "text-moderation")
     except RegistryUnavailable as exc:
-        _fail(f"{exc}; start it with `socialpulse services up mlflow`, set SOCIALPULSE_MLFLOW_TRACKING_URI, "
-              f"or pass --model DIR")
+        fail(f"{exc}; start it with `socialpulse services up mlflow`, set SOCIALPULSE_MLFLOW_TRACKING_URI, "
+             f"or pass --model DIR")
     except LookupError as exc:
-        _fail(f"{exc.args[0] if exc.args else exc}; or pass --model DIR")
+        fail(f"{exc.args[0] if exc.args else exc}; or pass --model DIR")
     except Exception as exc:  # noqa: BLE001 - the CLI's job is a clear message
-        _fail(f"cannot load the champion from MLflow at {uri} ({type(exc).__name__}: {exc}); pass --model DIR")
+        fail(f"cannot load the champion from MLflow at {uri} ({type(exc).__name__}: {exc}); pass --model DIR")
 
 
 def _parse_label_map(value: str | None) -> dict | None:
+    """--label-map: a JSON object, or a .json file holding one, mapping the file's labels to classes."""
     if value is None:
         return None
+    from assets.moderation.text import CLASSES
+
     text = value
     if not value.lstrip().startswith("{") and Path(value).is_file():
         text = Path(value).read_text(encoding="utf-8")
     try:
         mapping = json.loads(text)
     except json.JSONDecodeError as exc:
-        _fail(f"--label-map is not valid JSON ({exc.msg}); give an object such as "
-              f"'{{\"hate\": \"hatespeech\", \"abusive\": \"offensive\", \"none\": \"normal\"}}' or a .json file")
+        fail(f"--label-map is not valid JSON ({exc.msg}); give an object such as "
+             f"'{{\"hate\": \"hatespeech\", \"abusive\": \"offensive\", \"none\": \"normal\"}}' or a .json file")
     if not isinstance(mapping, dict):
-        _fail("--label-map must be a JSON object mapping the file's labels to classes")
+        fail("--label-map must be a JSON object mapping the file's labels to classes")
     bad = sorted({str(v) for v in mapping.values() if v not in CLASSES})
     if bad:
-        _fail(f"--label-map maps to {bad}, which are not classes; map every label to one of {list(CLASSES)}")
+        fail(f"--label-map maps to {bad}, which are not classes; map every label to one of {list(CLASSES)}")
     return mapping
 
 
@@ -109,53 +95,26 @@ def moderation() -> None:
 def score_cmd(input_path: Path, text_field: str, output_path: Path | None, model_dir: Path | None) -> None:
     """Score every row of INPUT: writes the original fields plus `label` and `score_hatespeech`,
     `score_offensive`, `score_normal`."""
-    from assets.moderation.text import read_records
+    from assets.moderation.text import read_records, score_records, write_records
 
     try:
-        records = list(read_records(input_path))
+        numbered = list(read_records(input_path))
     except (OSError, ValueError) as exc:
-        _fail(str(exc))
-    missing = next((line for line, rec in records if text_field not in rec), None)
+        fail(str(exc))
+    missing = next((line for line, rec in numbered if text_field not in rec), None)
     if missing is not None:
-        _fail(f"{input_path}:{missing}: no field {text_field!r}")
+        fail(f"{input_path}:{missing}: no field {text_field!r}")
+    records = [rec for _, rec in numbered]
     model = _load_model(model_dir)
-    texts = [rec[text_field] for _, rec in records]
-    n = len(texts)
-    chatty = n > PROGRESS_ABOVE
-    t0 = time.perf_counter()
-    rows = []
-    for start in range(0, n, CHUNK):
-        proba = model.predict_proba(texts[start:start + CHUNK])
-        for (_, rec), p in zip(records[start:start + CHUNK], proba):
-            out = dict(rec)
-            out["label"] = CLASSES[int(p.argmax())]
-            for i, c in enumerate(CLASSES):
-                out[f"score_{c}"] = round(float(p[i]), 6)
-            rows.append(out)
-        if chatty:
-            done = min(start + CHUNK, n)
-            _progress(f"scored {done}/{n} ({done / (time.perf_counter() - t0):.0f} texts/s)")
-
-    if output_path is not None and output_path.suffix.lower() == ".csv":
-        fields: list[str] = []
-        for r in rows:
-            fields.extend(k for k in r if k not in fields)
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(output_path, "w", encoding="utf-8", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=fields)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()})
+    chatty = len(records) > PROGRESS_ABOVE
+    rows = score_records(model, records, text_field, progress=progress if chatty else None)
+    if output_path is not None:
+        write_records(rows, output_path)
     else:
-        fh = open(output_path, "w", encoding="utf-8") if output_path is not None else None
-        try:
-            for r in rows:
-                click.echo(json.dumps(r, ensure_ascii=False), file=fh)
-        finally:
-            if fh is not None:
-                fh.close()
+        for r in rows:
+            click.echo(json.dumps(r, ensure_ascii=False))
     if output_path is not None or chatty:
-        _progress(f"{n} rows scored with {model.version}" + (f" -> {output_path}" if output_path else ""))
+        progress(f"{len(rows)} rows scored with {model.version}" + (f" -> {output_path}" if output_path else ""))
 
 
 @moderation.command("eval")
@@ -178,12 +137,12 @@ def eval_cmd(input_path: Path, text_field: str, label_field: str, label_map: str
     try:
         texts, labels = read_labelled(input_path, text_field, label_field, mapping)
     except (OSError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not texts:
-        _fail(f"{input_path} has no rows")
+        fail(f"{input_path} has no rows")
     model = _load_model(model_dir)
     t0 = time.perf_counter()
-    proba = model.predict_proba(texts, progress=_progress if len(texts) > PROGRESS_ABOVE else None)
+    proba = model.predict_proba(texts, progress=progress if len(texts) > PROGRESS_ABOVE else None)
     secs = time.perf_counter() - t0
     out = {"input": str(input_path), "model": model.version, **classification_metrics(labels, proba),
            "texts_per_s": round(len(texts) / secs, 1) if secs > 0 else None}
@@ -206,11 +165,12 @@ def eval_cmd(input_path: Path, text_field: str, label_field: str, label_map: str
                    "text-moderation, i.e. .socialpulse/models/text-moderation]")
 @click.option("--finetune-epochs", default=0, show_default=True, type=click.IntRange(min=0),
               help="also fine-tune the whole encoder for N epochs; the better of frozen / fine-tuned on val wins")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="where to encode and fine-tune")
 @click.option("--lr", default=5e-5, show_default=True, type=float, help="fine-tuning learning rate")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="fine-tuning batch size")
 @click.option("--max-length", default=128, show_default=True, type=click.IntRange(min=8), help="tokens per text")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="fine-tuning random seed")
 @click.option("--register", is_flag=True,
               help="also log the run to MLflow and register the model (champion only if it beats the current "
                    "one on val)")
@@ -228,9 +188,9 @@ def train_cmd(data_dir: Path, out_dir: Path | None, finetune_epochs: int, device
     try:
         model, report = train_from_folder(data_dir, out_dir, finetune_epochs=finetune_epochs, device=device, lr=lr,
                                           batch_size=batch_size, max_length=max_length, seed=seed,
-                                          progress=_progress)
+                                          progress=progress)
     except (OSError, ValueError, RuntimeError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if register:
         from assets.moderation.registry import RegistryUnavailable, log_and_register
         from socialpulse.settings import get_settings
@@ -243,7 +203,7 @@ def train_cmd(data_dir: Path, out_dir: Path | None, finetune_epochs: int, device
                 test_metrics=report["test"]["metrics"]["model"], params=params, evaluation=report,
             )
         except RegistryUnavailable as exc:
-            _fail(f"{exc}; the model is saved in {out_dir}; start MLflow (`socialpulse services up mlflow`) "
+            fail(f"{exc}; the model is saved in {out_dir}; start MLflow (`socialpulse services up mlflow`) "
                   f"and retry, or leave out --register")
         (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     click.echo(json.dumps(report, indent=2, default=str))
@@ -257,10 +217,11 @@ def train_cmd(data_dir: Path, out_dir: Path | None, finetune_epochs: int, device
 @click.option("--hatexplain-days", is_flag=True, help="also moderate the days that hold the HateXplain posts")
 @click.option("--train/--no-train", default=False, show_default=True,
               help="first train, evaluate and register the text model (text_model_job; promoted only if it "
-              "beats the champion on val); needs `socialpulse load hatexplain PATH`")
+              "beats the champion on val); needs `socialpulse load hatexplain`")
 @click.option("--finetune-epochs", default=0, show_default=True, type=click.IntRange(min=0),
               help="with --train: fine-tune the encoder for N epochs (0: frozen encoder + head)")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="with --train: where to encode and fine-tune")
 @click.option("--max-train-rows", default=None, type=click.IntRange(min=10), help="with --train: cap the train split")
 def run_cmd(start, end, days: int, hatexplain_days: bool, train: bool, finetune_epochs: int, device: str,
             max_train_rows: int | None) -> None:
@@ -271,50 +232,31 @@ def run_cmd(start, end, days: int, hatexplain_days: bool, train: bool, finetune_
     from socialpulse.loaders import HATEXPLAIN_DAYS
     from socialpulse.settings import get_settings
 
-    end_d = end.date() if end else dt.datetime.now(dt.timezone.utc).date()
-    start_d = start.date() if start else end_d - dt.timedelta(days=days - 1)
-    if start_d > end_d and days:
-        _fail(f"--start {start_d} is after --end {end_d}")
-    run_days = [start_d + dt.timedelta(days=i) for i in range((end_d - start_d).days + 1)] if days or start else []
+    run_days = day_range(start, end, days) if days or start else []
     if hatexplain_days:
         run_days = sorted(set(run_days) | set(HATEXPLAIN_DAYS.values()))
     config = {"finetune_epochs": finetune_epochs, "device": device, "max_train_rows": max_train_rows}
     summary = moderate_all(get_settings(), run_days, train=train, train_config=config if train else None,
-                           progress=_progress)
-    click.echo(json.dumps(summary, indent=2))
+                           progress=progress)
+    emit(summary)
     if summary["failed"]:
-        _fail(f"{len(summary['failed'])} run(s) failed: see the runs in the Dagster UI")
+        fail(f"{len(summary['failed'])} run(s) failed: see the runs in the Dagster UI")
 
 
 @moderation.command("report")
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True,
+              help="which HateXplain split's posts to report on")
 def report_cmd(split: str) -> None:
     """How the published decisions on the HateXplain posts fall across their reference labels: per label,
     the count and share of allow / limit / review / remove (JSON). Needs `socialpulse load hatexplain` and
     `socialpulse moderation run --hatexplain-days` first; reads the lake, no service needed."""
-    from assets.moderation.scoring import action_table
-    from assets.moderation.tables import MODERATION_DECISIONS
-    from socialpulse import lake
-    from socialpulse.loaders import HATEXPLAIN_DAYS
+    from assets.moderation.scoring import hatexplain_action_report
     from socialpulse.settings import get_settings
 
-    s = get_settings()
-    uri = s.table_uri("reference", "hatexplain")
-    if lake.open_table(uri) is None:
-        _fail("no HateXplain reference table: run `socialpulse load hatexplain PATH` first")
-    ref = lake.read(uri, columns=["post_id", "split", "label"]).to_pylist()
-    labels = {r["post_id"]: r["label"] for r in ref if split == "all" or r["split"] == split}
-    days = list(HATEXPLAIN_DAYS.values()) if split == "all" else [HATEXPLAIN_DAYS[split]]
-    decisions = lake.read(MODERATION_DECISIONS, settings=s, columns=["post_id", "action", "policy_version"],
-                          filters=[("event_date", "in", days)]).to_pylist()
-    if not decisions:
-        _fail("no decisions on the HateXplain days yet: run `socialpulse moderation run --hatexplain-days`")
-    out = action_table(decisions, labels)
-    out["split"] = split
-    out["decided"] = sum(1 for d in decisions if d["post_id"] in labels)
-    out["labelled"] = len(labels)
-    out["policy_versions"] = sorted({d["policy_version"] for d in decisions})
-    click.echo(json.dumps(out, indent=2))
+    try:
+        emit(hatexplain_action_report(get_settings(), split))
+    except LookupError as exc:
+        fail(str(exc))
 
 
 @moderation.command("worker")
@@ -339,4 +281,4 @@ def worker_cmd(ready_file: Path | None) -> None:
     except KeyboardInterrupt:
         pass
     except LookupError as exc:
-        _fail(f"{exc}; train one first: `socialpulse moderation run --train --days 0`")
+        fail(f"{exc}; train one first: `socialpulse moderation run --train --days 0`")

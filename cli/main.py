@@ -1,38 +1,22 @@
-"""The `socialpulse` command line: services, loaders, materialization, benchmarks and the demo."""
+"""The `socialpulse` command line: services, loaders, materialization, benchmarks and the demo; the domain
+groups (`trends`, `moderation`, `search`) live beside this module."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import click
 
+from bench import BENCHES
+from cli.common import day_range, fail, progress
+from cli.moderation import moderation
+from cli.search import search
+from cli.trends import trends
 from socialpulse.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = REPO_ROOT / "data" / "samples"
-
-for _k, _v in {
-    "HF_HUB_OFFLINE": "1",
-    "GX_ANALYTICS_ENABLED": "false",
-    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    "SPARK_LOCAL_IP": "127.0.0.1",
-    "DAGSTER_DISABLE_TELEMETRY": "1",
-}.items():
-    os.environ.setdefault(_k, _v)
-
-
-def _progress(msg: str) -> None:
-    click.echo(f"  {msg}", err=True)
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,6 +26,11 @@ def main() -> None:
     Settings come from SOCIALPULSE_* environment variables (see README); state lives in
     SOCIALPULSE_HOME (default .socialpulse/).
     """
+
+
+main.add_command(trends)
+main.add_command(moderation)
+main.add_command(search)
 
 
 # --- services ----------------------------------------------------------------------------------
@@ -57,9 +46,9 @@ def services_up_cmd(names: tuple[str, ...]) -> None:
     from socialpulse.services.manager import ServiceError, services_up
 
     try:
-        statuses = services_up(get_settings(), list(names) or None, echo=_progress)
+        statuses = services_up(get_settings(), list(names) or None, echo=progress)
     except ServiceError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _print_status(statuses)
 
 
@@ -111,27 +100,34 @@ def load_synthetic_cmd(users: int, posts: int, days: int, seed: int, start) -> N
     t0 = time.perf_counter()
     counts = load_synthetic(
         get_settings(), users=users, posts=posts, days=days, seed=seed,
-        start=start.date() if start else None, progress=_progress,
+        start=start.date() if start else None, progress=progress,
     )
     click.echo(json.dumps({"rows": counts, "seconds": round(time.perf_counter() - t0, 1)}))
 
 
 @load.command("hatexplain")
-@click.argument("path", type=click.Path(exists=True, path_type=Path), default=SAMPLES / "hatexplain")
-def load_hatexplain_cmd(path: Path) -> None:
-    """Load HateXplain (a folder of train/val/test.jsonl, or one file) as text posts + reference labels."""
-    from socialpulse.loaders import load_hatexplain
+@click.argument("path", type=click.Path(exists=True, path_type=Path), required=False)
+@click.option("--posts", "post_splits", multiple=True, type=click.Choice(["train", "val", "test"]),
+              help="load only these splits as bronze posts (repeatable; default: every split read); the reference "
+              "labels always get every split read")
+def load_hatexplain_cmd(path: Path | None, post_splits: tuple[str, ...]) -> None:
+    """Load HateXplain (a folder of train/val/test.jsonl, or one file; default: the full official split
+    vendored in data/hatexplain) as reference labels (what the text model trains on) and text posts (what
+    moderation decides on)."""
+    from socialpulse.loaders import HATEXPLAIN_DIR, load_hatexplain
 
-    click.echo(json.dumps(load_hatexplain(get_settings(), path, progress=_progress)))
+    click.echo(json.dumps(load_hatexplain(get_settings(), path or HATEXPLAIN_DIR, progress=progress,
+                                          post_splits=post_splits or None)))
 
 
 @load.command("crisislex")
-@click.argument("path", type=click.Path(exists=True, path_type=Path), default=SAMPLES / "crisislex_t6" / "stream.jsonl")
-def load_crisislex_cmd(path: Path) -> None:
-    """Load CrisisLex T6 (stream.jsonl) as time-stamped text posts + reference event labels."""
-    from socialpulse.loaders import load_crisislex
+@click.argument("path", type=click.Path(exists=True, path_type=Path), required=False)
+def load_crisislex_cmd(path: Path | None) -> None:
+    """Load CrisisLex T6 (stream.jsonl, or its folder; default: the vendored 3,000-tweet sample) as
+    time-stamped text posts + reference event labels."""
+    from socialpulse.loaders import CRISISLEX_SAMPLE, load_crisislex
 
-    click.echo(json.dumps(load_crisislex(get_settings(), path, progress=_progress)))
+    click.echo(json.dumps(load_crisislex(get_settings(), path or CRISISLEX_SAMPLE, progress=progress)))
 
 
 # --- pipelines ---------------------------------------------------------------------------------
@@ -152,17 +148,14 @@ def materialize_cmd(start, end, days: int) -> None:
     assets. Runs go to the local Dagster instance, so they show in the Dagster UI."""
     from orchestration.runner import materialize_all
 
-    end_d = end.date() if end else dt.datetime.now(dt.timezone.utc).date()
-    start_d = start.date() if start else end_d - dt.timedelta(days=days - 1)
-    if start_d > end_d:
-        _fail(f"--start {start_d} is after --end {end_d}")
-    summary = materialize_all(get_settings(), start_d, end_d, progress=_progress)
+    run_days = day_range(start, end, days)
+    summary = materialize_all(get_settings(), run_days[0], run_days[-1], progress=progress)
     click.echo(json.dumps(summary, indent=2))
 
 
 # --- benchmarks --------------------------------------------------------------------------------
-#: kept in step with bench.BENCHES (bench is not imported here, so `socialpulse --help` stays fast)
-BENCH_NAMES = ("build", "ingest", "moderation", "search", "trends")
+#: the benchmarks `bench NAME` runs: bench.BENCHES is the one list (bench's package imports only light modules)
+BENCH_NAMES = BENCHES
 
 
 @main.command("bench")
@@ -176,36 +169,26 @@ def bench_cmd(name: str, scale: str, out: Path | None) -> None:
     """Run benchmark NAME and write its figures to bench/results/NAME.json."""
     from bench import run_benchmark
 
-    result = run_benchmark(name, scale, out or REPO_ROOT / "bench" / "results" / f"{name}.json", progress=_progress)
+    result = run_benchmark(name, scale, out or REPO_ROOT / "bench" / "results" / f"{name}.json", progress=progress)
     click.echo(json.dumps(result, indent=2))
 
 
 # --- demo --------------------------------------------------------------------------------------
 @main.command("demo")
-@click.option("--users", default=2_000, show_default=True)
-@click.option("--posts", default=20_000, show_default=True)
-@click.option("--days", default=7, show_default=True)
+@click.option("--users", default=2_000, show_default=True, help="synthetic users")
+@click.option("--posts", default=20_000, show_default=True, help="synthetic posts")
+@click.option("--days", default=7, show_default=True, help="days of synthetic activity, ending yesterday (UTC)")
 @click.option("--no-ui", is_flag=True, help="do not start the API and the Dagster UI")
 def demo_cmd(users: int, posts: int, days: int, no_ui: bool) -> None:
-    """Bring the platform up on embedded defaults, load data, materialize every asset, start the API and
-    the Dagster UI, and print where to look."""
+    """Bring the platform up on embedded defaults, load data, materialize every asset, train the text
+    moderation model on the full HateXplain split, start the API and the Dagster UI, and print where to look."""
     from orchestration.runner import run_demo
 
     try:
         run_demo(get_settings(), users=users, posts=posts, days=days, start_ui=not no_ui, echo=click.echo,
-                 progress=_progress)
+                 progress=progress)
     except Exception as exc:  # noqa: BLE001 - the CLI's job is a clear message
-        _fail(f"{type(exc).__name__}: {exc}")
-
-
-# --- domain command groups ---------------------------------------------------------------------
-from socialpulse.trends_cli import trends  # noqa: E402 - registered after main is defined
-from socialpulse.moderation_cli import moderation  # noqa: E402
-from socialpulse.search_cli import search  # noqa: E402
-
-main.add_command(trends)
-main.add_command(moderation)
-main.add_command(search)
+        fail(f"{type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":
