@@ -7,6 +7,7 @@ import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 import socialpulse
 from serving.api import api_router
@@ -52,11 +53,14 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         finally:
             app.state.stores.close()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the fastapi-offline wheel, not a CDN: they work on a
+    # machine without internet (no validator badge either: it would call validator.swagger.io)
+    app = FastAPIOffline(
         title="SocialPulse API",
         version=socialpulse.__version__,
         description="Ingestion (posts with media, events) and reads of the materialized SocialPulse stores.",
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -8,8 +8,20 @@ from typing import Annotated
 import redis
 from fastapi import Depends, Request
 from psycopg_pool import ConnectionPool
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from socialpulse.settings import Settings
+
+#: a read waits at most this long for a Postgres connection before it is a 503
+PG_POOL_TIMEOUT_S = 5
+#: the pool gives up one reconnection attempt after this long (it then starts a fresh one on the next
+#: request), so a Postgres that comes back is used within seconds, not after a long exponential backoff
+PG_RECONNECT_TIMEOUT_S = 3
+#: Redis commands retry a dropped connection twice, briefly: a restarted Redis is reconnected at once,
+#: and a stopped one is reported in well under a second (redis-py's default backoff waits up to 14 s)
+REDIS_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2)
+_ENCODER_LOAD = threading.Lock()
 
 
 class Stores:
@@ -31,6 +43,7 @@ class Stores:
                     socket_connect_timeout=2,
                     socket_timeout=5,
                     health_check_interval=30,
+                    retry=REDIS_RETRY,
                 )
             return self._redis
 
@@ -42,12 +55,25 @@ class Stores:
                     self.settings.postgres,
                     min_size=0,
                     max_size=10,
-                    timeout=5,
+                    timeout=PG_POOL_TIMEOUT_S,
                     kwargs={"connect_timeout": 3},
+                    check=self._check_pg,
+                    reconnect_timeout=PG_RECONNECT_TIMEOUT_S,
                     open=True,
                     name="serving",
                 )
             return self._pg
+
+    def _check_pg(self, conn) -> None:
+        """Checked before each checkout: a connection Postgres dropped (a restart) is never handed out.
+        On the first dead one, every idle connection is checked at once: after a restart they are all
+        dead, and the pool would otherwise pause between discarding them one checkout at a time."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            if self._pg is not None:
+                self._pg.check()
+            raise
 
     @property
     def query_encoder(self) -> "QueryEncoder":
@@ -74,7 +100,10 @@ class QueryEncoder:
     def __init__(self):
         from socialpulse.encoder import TextEncoder
 
-        self._encoder = TextEncoder(batch_size=1, max_length=64)
+        # loaded here, one load at a time in the process: transformers' lazy imports are not thread-safe
+        # (a warm-up thread and a request loading at once got "cannot import name 'AutoModel'")
+        with _ENCODER_LOAD:
+            self._encoder = TextEncoder(batch_size=1, max_length=64).load()
         self._lock = threading.Lock()
 
     @property

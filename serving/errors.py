@@ -1,7 +1,10 @@
 """Every error is JSON with a clear message: ``{"error": "..."}`` (plus ``detail`` for validation errors).
 
-Nothing ever returns a stack trace: unhandled exceptions are logged with the request id and answered
-with ``500 {"error": "internal error", "request_id": ...}``.
+Clients never see internals: no stack trace, exception text, host, port or file path. Unhandled
+exceptions are logged with the request id and answered ``500 {"error": "internal error", "request_id": ...}``;
+a store that cannot be reached is a ``503`` with ``Retry-After`` that names the store in product terms
+("the search index is unreachable") and carries the request id, while the cause is logged under that id.
+Every 5xx body carries the request id.
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import psycopg
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -26,23 +33,56 @@ log = logging.getLogger("serving")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
+#: seconds a client should wait before retrying a 503 of an unreachable store (a restart takes a few)
+RETRY_AFTER_S = 5
+
 
 class ApiError(Exception):
-    """An error answered as ``status_code`` with ``{"error": message, **extra}``."""
+    """An error answered as ``status_code`` with ``{"error": message, **extra}`` (and ``headers``)."""
 
-    def __init__(self, status_code: int, message: str, **extra: Any):
+    def __init__(self, status_code: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = headers
         self.extra = extra
+
+
+class StoreUnavailable(ApiError):
+    """503: a store the request needs cannot be reached. The message names the store in product terms
+    only; the cause (``__cause__``) is logged with the request id, never sent."""
+
+    def __init__(self, store: str):
+        super().__init__(503, f"the {store} is unreachable; retry in a few seconds",
+                         headers={"Retry-After": str(RETRY_AFTER_S)})
+        self.store = store
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether an error means a store could not be reached or went away (503, retry later) rather than a
+    bug (500): refused or dropped connections, timeouts, a Postgres shutting down or a full pool."""
+    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, psycopg.OperationalError,
+                            PoolTimeout, ConnectionError, TimeoutError))
+
+
+async def call_store(store: str, fn, /, *args: Any) -> Any:
+    """Run a blocking store call off the event loop. The one place where a store failure becomes a 503:
+    an unreachable store raises ``StoreUnavailable(store)``; any other error stays a bug (500)."""
+    try:
+        return await run_in_threadpool(fn, *args)
+    except Exception as exc:
+        if is_unreachable(exc):
+            raise StoreUnavailable(store) from exc
+        raise
 
 
 def request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-def error_response(status_code: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status_code)
+def error_response(status_code: int, message: str, *, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status_code, headers=headers)
 
 
 # --- validation errors ----------------------------------------------------------------------------
@@ -85,7 +125,15 @@ def validation_error(errors: Iterable[Any], prefix: Sequence[Any] = ()) -> ApiEr
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return error_response(exc.status_code, exc.message, **exc.extra)
+    extra = dict(exc.extra)
+    if exc.status_code >= 500:
+        rid = request_id(request)
+        extra["request_id"] = rid
+        cause = exc.__cause__
+        if cause is not None:  # the detail stays in the log, under the id the client was given
+            log.warning("%s %s answered %d (%s), request_id=%s: %s: %s", request.method, request.url.path,
+                        exc.status_code, exc.message, rid, type(cause).__name__, cause)
+    return error_response(exc.status_code, exc.message, headers=exc.headers, **extra)
 
 
 async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:

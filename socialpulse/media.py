@@ -5,16 +5,25 @@ into a temporary file inside the store (same filesystem, so the final rename is 
 as they come and stopping as soon as the limit is passed: a file is never held whole in memory, and a
 rejected or interrupted upload never leaves a file behind.
 
+An upload is stored before its record is accepted (the API enqueues the post after the bytes are
+durable). ``staged_upload`` covers the gap: when the record is not kept (the queue is unreachable, a later
+form field is wrong), the file is removed again, but only if an upload still pending created it. Because files are shared by content, a file that existed before, or that another
+upload of the same bytes got accepted with, is never removed. Uploads of the same bytes coordinate
+through a lock file per sha256 (``<root>/.locks``, flock: across threads and processes): each holds it
+shared while pending; the last one out takes it exclusively and settles the file.
+
 Serving imports this module: it must not import ``socialpulse.lake`` (deltalake).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
@@ -23,6 +32,9 @@ from socialpulse.ingest import MediaObject
 from socialpulse.settings import Settings
 
 TMP_DIR = ".tmp"
+LOCK_DIR = ".locks"
+#: content of a lock file while its media file was created by uploads none of which is accepted yet
+_PENDING = b"pending"
 #: bytes needed to recognise every supported format (EBML doc type sits within the first ~40 bytes)
 SNIFF_BYTES = 64
 
@@ -103,13 +115,72 @@ async def _chunks(upload) -> AsyncIterable[bytes]:
         yield chunk
 
 
-async def store_upload(upload_stream, settings: Settings, declared_kind: str) -> MediaObject:
-    """Stream an upload into the media store and return where it lives.
+class StagedMedia:
+    """An upload in the media store whose record is not accepted yet (see ``staged_upload``)."""
 
-    Raises ``MediaTooLarge`` as soon as more than ``settings.max_upload_bytes`` arrive,
-    ``UnsupportedMediaType`` when the bytes are not a supported format of ``declared_kind``
-    (video: mp4/mov/webm/mkv, image: jpeg/png/gif/webp), ``EmptyMedia`` for an empty upload.
-    """
+    def __init__(self, media: MediaObject, path: Path, lock_path: Path, lock_fd: int, created: bool):
+        self.media = media
+        self.path = path
+        #: whether this upload put the file in the store (False: the same bytes were there already)
+        self.created = created
+        self._lock_path = lock_path
+        self._fd: int | None = lock_fd
+
+    def keep(self) -> None:
+        """A record refers to the file now (or may: its enqueue was sent): it stays, whatever happens to
+        other uploads of the same bytes."""
+        os.ftruncate(self._fd, 0)
+
+    def release(self) -> None:
+        """Let go; the last pending upload of these bytes removes the file unless one of them was kept."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another upload of these bytes is pending: the last one out settles the file
+            if _same_file(self._lock_path, fd):
+                if os.pread(fd, len(_PENDING), 0) == _PENDING:
+                    self.path.unlink(missing_ok=True)
+                self._lock_path.unlink()
+        finally:
+            os.close(fd)
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _place(tmp: Path, final: Path, lock_path: Path) -> tuple[int, bool]:
+    """Move a received upload to its content address, holding the sha's lock shared; returns the lock's
+    fd and whether this upload created the file."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a last upload out settles this sha
+        if _same_file(lock_path, fd):
+            break
+        os.close(fd)  # that upload removed this lock file after we opened it: take the current one
+    try:
+        if final.exists():
+            tmp.unlink()  # same bytes already stored: content addressing makes the retry a no-op
+            return fd, False
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        os.pwrite(fd, _PENDING, 0)
+        return fd, True
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+async def _stage(upload_stream, settings: Settings, declared_kind: str) -> StagedMedia:
     if declared_kind not in ("video", "image"):
         raise UnsupportedMediaType(f"{declared_kind} posts take no media (only video and image posts do)")
     limit = settings.max_upload_bytes
@@ -147,15 +218,41 @@ async def store_upload(upload_stream, settings: Settings, declared_kind: str) ->
         sha = digest.hexdigest()
         key = f"{sha[:2]}/{sha}.{ext}"
         final = root / key
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            tmp.unlink()  # same bytes already stored: content addressing makes the retry a no-op
-        else:
-            os.replace(tmp, final)
-        return MediaObject(uri=final.as_uri(), key=key, content_type=content_type, size=size, sha256=sha)
+        lock_path = root / LOCK_DIR / f"{sha}.lock"
+        lock_fd, created = await asyncio.to_thread(_place, tmp, final, lock_path)
+        media = MediaObject(uri=final.as_uri(), key=key, content_type=content_type, size=size, sha256=sha)
+        return StagedMedia(media, final, lock_path, lock_fd, created)
     finally:
         # on any error (including a client that disconnects mid-upload) no partial file stays behind
         tmp.unlink(missing_ok=True)
+
+
+@asynccontextmanager
+async def staged_upload(upload_stream, settings: Settings, declared_kind: str) -> AsyncIterator[StagedMedia]:
+    """Stream an upload into the media store for a record about to be accepted; call ``keep()`` on the
+    staged media once the record may refer to it. On leaving the block without ``keep()`` the file is
+    removed if this upload (or another one still pending) created it and no upload of the same bytes was
+    kept.
+
+    Raises like ``store_upload`` before the block is entered.
+    """
+    staged = await _stage(upload_stream, settings, declared_kind)
+    try:
+        yield staged
+    finally:
+        staged.release()
+
+
+async def store_upload(upload_stream, settings: Settings, declared_kind: str) -> MediaObject:
+    """Stream an upload into the media store and return where it lives (kept at once).
+
+    Raises ``MediaTooLarge`` as soon as more than ``settings.max_upload_bytes`` arrive,
+    ``UnsupportedMediaType`` when the bytes are not a supported format of ``declared_kind``
+    (video: mp4/mov/webm/mkv, image: jpeg/png/gif/webp), ``EmptyMedia`` for an empty upload.
+    """
+    async with staged_upload(upload_stream, settings, declared_kind) as staged:
+        staged.keep()
+        return staged.media
 
 
 def _check_format(head: bytes, declared_kind: str) -> tuple[str, str, str]:

@@ -3,6 +3,7 @@ and every refusal is a JSON 4xx that leaves nothing behind (no stream entry, no 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import types
@@ -113,12 +114,13 @@ def test_video_upload_is_stored_once_and_enqueued(client, r, api_settings):
     body = res.json()
     assert body["post_id"] == "p1" and body["duplicate"] is False
     media = body["media"]
-    assert media["content_type"] == "video/mp4" and media["size"] == len(MP4)
-    assert local_path(media["uri"]).read_bytes() == MP4
-    assert media_files(api_settings) == [local_path(media["uri"])]
+    # the client learns what it sent, never where the server keeps it
+    assert media == {"content_type": "video/mp4", "size": len(MP4), "sha256": hashlib.sha256(MP4).hexdigest()}
     (entry_id, fields), = r.xrange(POSTS_STREAM)
     payload = json.loads(fields["payload"])
     assert fields["id"] == "p1" and payload["media"]["sha256"] == media["sha256"] and payload["hashtags"] == []
+    stored = local_path(payload["media"]["uri"])  # the stream record knows the file
+    assert stored.read_bytes() == MP4 and media_files(api_settings) == [stored]
     # the retry (streamed this time, no Content-Length) stores nothing new and enqueues nothing
     body_bytes, ctype = multipart_body(post_json(), MP4)
     res = client.post("/v1/posts", content=iter([body_bytes[:50], body_bytes[50:]]), headers={"content-type": ctype})
@@ -171,6 +173,16 @@ def test_oversize_and_wrong_type_uploads_leave_nothing(client, r, api_settings):
     assert res.status_code == 415 and "unrecognised media format" in res.json()["error"]
     assert media_files(api_settings) == []  # no stored file, no temporary leftover
     assert r.xlen(POSTS_STREAM) == 0
+
+
+@pytest.mark.integration
+def test_a_post_refused_after_its_media_leaves_no_file(client, r, api_settings):
+    body, ctype = multipart_body(post_json(), MP4)
+    body = body.replace(b"--sp-boundary--", b'--sp-boundary\r\nContent-Disposition: form-data; name="extra"\r\n\r\n'
+                                             b"x\r\n--sp-boundary--")
+    res = client.post("/v1/posts", content=body, headers={"content-type": ctype})
+    assert res.status_code == 422 and res.json()["error"] == "unexpected form field 'extra' after 'media'"
+    assert media_files(api_settings) == [] and r.xlen(POSTS_STREAM) == 0
 
 
 @pytest.mark.integration
@@ -228,8 +240,9 @@ def test_post_stats(stats_client):
     assert res.status_code == 404 and res.json() == {"error": "no stats for post unknown"}
     res = client.get("/v1/posts/fresh/stats")
     assert res.status_code == 503 and res.json()["error"].startswith("post stats are not available yet: feature service")
-    res = client.get("/v1/posts/down/stats")
-    assert res.status_code == 503 and res.json()["error"].startswith("the feature store is unreachable: ConnectionError")
+    res = client.get("/v1/posts/down/stats", headers={"x-request-id": "req-41"})
+    assert res.status_code == 503 and res.headers["retry-after"] == "5"
+    assert res.json() == {"error": "the feature store is unreachable; retry in a few seconds", "request_id": "req-41"}
     res = client.get("/v1/posts/bad%20id/stats")
     assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["path", "post_id"]
     res = client.get("/v1/posts/boom/stats", headers={"x-request-id": "req-42"})

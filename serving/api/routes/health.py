@@ -1,18 +1,26 @@
-"""Liveness (``/healthz``) and readiness (``/readyz``: every store the platform serves from answers)."""
+"""Liveness (``/healthz``) and readiness (``/readyz``: every store the platform serves from answers).
+
+Readiness reports each store as ok or failed, with its latency and a generic reason; why a check failed
+(hosts, ports, paths, exception text) goes to the log under the request id, never to the client.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psycopg
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from serving.deps import StoresDep
+from serving.errors import RETRY_AFTER_S, request_id
 from socialpulse.media import probe_writable
+
+log = logging.getLogger("serving")
 
 router = APIRouter(tags=["health"])
 
@@ -25,37 +33,32 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-def _check_postgres(stores) -> str:
-    # a fresh connection, not the pool: the probe must report why Postgres is unreachable
+def _check_postgres(stores) -> None:
+    # a fresh connection, not the pool: the probe must see Postgres itself, not a pooled connection
     with psycopg.connect(stores.settings.postgres, connect_timeout=CHECK_TIMEOUT_S) as conn:
         conn.execute("SELECT 1").fetchone()
-    return "SELECT 1 ok"
 
 
-def _check_redis(stores) -> str:
+def _check_redis(stores) -> None:
     stores.redis.ping()
-    return "PING ok"
 
 
-def _check_media(stores) -> str:
+def _check_media(stores) -> None:
     probe_writable(stores.settings)
-    return f"writable ({stores.settings.media})"
 
 
-def _check_mlflow(stores) -> str:
+def _check_mlflow(stores) -> None:
     uri = stores.settings.mlflow
     if not uri.startswith(("http://", "https://")):
-        return f"local tracking URI {uri} (no server to probe)"
+        return  # a local tracking URI: no server to probe
     r = httpx.get(uri.rstrip("/") + "/health", timeout=CHECK_TIMEOUT_S)
     if r.status_code != 200:
         raise RuntimeError(f"GET /health answered {r.status_code}")
-    return "GET /health ok"
 
 
-def _check_feast_online(stores) -> str:
+def _check_feast_online(stores) -> None:
     # the Feast online store is the same Redis (see feature_repo); check it answers reads
     stores.redis.ping()
-    return "Redis online store answers"
 
 
 CHECKS: dict[str, Callable] = {
@@ -65,27 +68,31 @@ CHECKS: dict[str, Callable] = {
     "mlflow": _check_mlflow,
     "feast_online": _check_feast_online,
 }
+#: the generic reason a client sees for a failed check (the exception goes to the log only)
+FAILED = {"media": "not writable"}
 
 
-def _run(check: Callable, stores) -> dict:
+def _run(name: str, check: Callable, stores, rid: str | None) -> dict:
     start = time.perf_counter()
     try:
-        detail = check(stores)
-        ok = True
+        check(stores)
+        ok, detail = True, "ok"
     except Exception as exc:  # every failure is reported, never raised
-        detail = f"{type(exc).__name__}: {str(exc).strip() or 'failed'}"
-        ok = False
-    return {"ok": ok, "detail": detail.splitlines()[0] if detail else "", "ms": round((time.perf_counter() - start) * 1000, 1)}
+        ok, detail = False, FAILED.get(name, "unavailable")
+        log.warning("readiness check %s failed, request_id=%s: %s: %s", name, rid, type(exc).__name__, exc)
+    return {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - start) * 1000, 1)}
 
 
 @router.get("/readyz", responses={503: {"description": "at least one store failed its check"}})
-def readyz(stores: StoresDep) -> JSONResponse:
+def readyz(request: Request, stores: StoresDep) -> JSONResponse:
     """Every store answers: Postgres, Redis, the media store, MLflow and the Feast online store."""
+    rid = request_id(request)
     with ThreadPoolExecutor(max_workers=len(CHECKS)) as pool:
-        futures = {name: pool.submit(_run, check, stores) for name, check in CHECKS.items()}
+        futures = {name: pool.submit(_run, name, check, stores, rid) for name, check in CHECKS.items()}
         checks = {name: f.result() for name, f in futures.items()}
     failed = {name: c["detail"] for name, c in checks.items() if not c["ok"]}
     if failed:
         message = "not ready: " + "; ".join(f"{name} ({why})" for name, why in failed.items())
-        return JSONResponse({"status": "unavailable", "error": message, "checks": checks}, status_code=503)
+        return JSONResponse({"status": "unavailable", "error": message, "checks": checks, "request_id": rid},
+                            status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
     return JSONResponse({"status": "ready", "checks": checks})

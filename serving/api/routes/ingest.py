@@ -10,13 +10,12 @@ import json
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from serving.deps import RedisDep, SettingsDep
-from serving.errors import ApiError, validation_error
+from serving.errors import ApiError, call_store, validation_error
 from serving.multipart import StreamingMultipart
 from socialpulse.ingest import EventBatch, MediaObject, PostIn, enqueue_events, enqueue_post
-from socialpulse.media import store_upload
+from socialpulse.media import staged_upload
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -51,10 +50,27 @@ class EventsAccepted(BaseModel):
     duplicates: int
 
 
+class MediaAccepted(BaseModel):
+    """What a client needs to know of its stored media (never where or how the server keeps it)."""
+
+    content_type: str
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, media: MediaObject) -> "MediaAccepted":
+        return cls(content_type=media.content_type, size=media.size, sha256=media.sha256)
+
+
 class PostAccepted(BaseModel):
     post_id: str
-    media: MediaObject | None
+    media: MediaAccepted | None
     duplicate: bool
+
+
+#: how ingest names the Redis streams it enqueues on, when they cannot be reached
+INGEST_QUEUE = "ingest queue"
+UNAVAILABLE = {503: {"description": "the ingest queue is unreachable (nothing was accepted; retry after Retry-After)"}}
 
 
 def _content_length(request: Request) -> int | None:
@@ -105,10 +121,15 @@ def _require_content_type(request: Request, *accepted: str) -> str:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _inline_schema(EventBatch)}},
+            "content": {"application/json": {"schema": _inline_schema(EventBatch), "example": {"events": [
+                {"event_id": "e-1001", "event_type": "view", "user_id": "u-42", "post_id": "p-7", "watch_time_s": 12.5},
+                {"event_id": "e-1002", "event_type": "comment", "user_id": "u-42", "post_id": "p-7", "text": "so good"},
+                {"event_id": "e-1003", "event_type": "follow", "user_id": "u-42", "target_user_id": "u-9"},
+            ]}}},
         }
     },
-    responses={413: {"description": "too many events or too large a body"}, 422: {"description": "invalid events"}},
+    responses={413: {"description": "too many events or too large a body"}, 422: {"description": "invalid events"},
+               **UNAVAILABLE},
 )
 async def post_events(request: Request, settings: SettingsDep, redis: RedisDep) -> EventsAccepted:
     """Validate every event (all or nothing), then enqueue the new ones; retried ids count as duplicates."""
@@ -125,7 +146,8 @@ async def post_events(request: Request, settings: SettingsDep, redis: RedisDep) 
         batch = EventBatch.model_validate(data, context={"max_events": limit})
     except ValidationError as exc:
         raise validation_error(exc.errors(), ("body",)) from None
-    accepted, duplicates = await run_in_threadpool(enqueue_events, redis, batch.events, settings.ingest_dedupe_ttl_s)
+    accepted, duplicates = await call_store(INGEST_QUEUE, enqueue_events, redis, batch.events,
+                                            settings.ingest_dedupe_ttl_s)
     return EventsAccepted(accepted=accepted, duplicates=duplicates)
 
 
@@ -143,7 +165,9 @@ async def post_events(request: Request, settings: SettingsDep, redis: RedisDep) 
                         "type": "object",
                         "required": ["post"],
                         "properties": {
-                            "post": {"type": "string", "description": "JSON of PostIn; must come before media"},
+                            "post": {"type": "string", "description": "JSON of PostIn; must come before media",
+                                     "example": '{"post_id": "p-8", "author_id": "u-42", "kind": "text", '
+                                                '"caption": "sunset over the lake #sunset"}'},
                             "media": {"type": "string", "format": "binary"},
                         },
                     }
@@ -156,6 +180,7 @@ async def post_events(request: Request, settings: SettingsDep, redis: RedisDep) 
         413: {"description": "media larger than the upload limit"},
         415: {"description": "media of an unsupported or mismatched type"},
         422: {"description": "invalid post fields"},
+        **UNAVAILABLE,
     },
 )
 async def post_posts(request: Request, settings: SettingsDep, redis: RedisDep) -> PostAccepted:
@@ -182,24 +207,31 @@ async def post_posts(request: Request, settings: SettingsDep, redis: RedisDep) -
     except ValidationError as exc:
         raise validation_error(exc.errors(), ("body", "post")) from None
 
-    media: MediaObject | None = None
     part = await form.next_part()
     if part is not None and part.name != "media":
         raise ApiError(422, f"unexpected form field '{part.name}' (expected 'media')",
                        detail=[{"loc": ["body", part.name], "msg": "unexpected field"}])
+    ttl = settings.ingest_dedupe_ttl_s
     if part is None:
         if post.kind in ("video", "image"):
             raise ApiError(422, f"a {post.kind} post requires a 'media' file",
                            detail=[{"loc": ["body", "media"], "msg": f"required for {post.kind} posts"}])
-    else:
-        if post.kind == "text":
-            raise ApiError(422, "text posts take no 'media' file",
-                           detail=[{"loc": ["body", "media"], "msg": "not allowed for text posts"}])
-        media = await store_upload(form.iter_data(), settings, post.kind)
+        accepted = await call_store(INGEST_QUEUE, enqueue_post, redis, post, None, ttl)
+        return PostAccepted(post_id=post.post_id, media=None, duplicate=not accepted)
+    if post.kind == "text":
+        raise ApiError(422, "text posts take no 'media' file",
+                       detail=[{"loc": ["body", "media"], "msg": "not allowed for text posts"}])
+    # the bytes are stored before the post is queued; until the queue is known to be reachable nothing
+    # refers to them, so a refusal or an unreachable queue removes what this request stored (never bytes
+    # that another post shares)
+    async with staged_upload(form.iter_data(), settings, post.kind) as staged:
         extra = await form.next_part()
         if extra is not None:
             raise ApiError(422, f"unexpected form field '{extra.name}' after 'media'",
                            detail=[{"loc": ["body", extra.name], "msg": "unexpected field"}])
-
-    accepted = await run_in_threadpool(enqueue_post, redis, post, media, settings.ingest_dedupe_ttl_s)
-    return PostAccepted(post_id=post.post_id, media=media, duplicate=not accepted)
+        await call_store(INGEST_QUEUE, redis.ping)
+        # from here the post may reach the queue even if its answer is lost (Redis fails mid-reply, the
+        # client's retry is then a duplicate): its bytes stay whatever the outcome
+        staged.keep()
+        accepted = await call_store(INGEST_QUEUE, enqueue_post, redis, post, staged.media, ttl)
+    return PostAccepted(post_id=post.post_id, media=MediaAccepted.of(staged.media), duplicate=not accepted)

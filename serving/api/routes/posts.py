@@ -12,10 +12,9 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from starlette.concurrency import run_in_threadpool
 
 from serving.deps import PgPoolDep, RedisDep, SettingsDep
-from serving.errors import ApiError
+from serving.errors import ApiError, call_store
 from socialpulse import moderation
 from socialpulse.ingest import ID_PATTERN, POSTS_STREAM, seen_key
 
@@ -46,18 +45,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """Whether an error means the feature store could not be reached (503) rather than a bug (500)."""
-    try:
-        import redis
-
-        if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    return isinstance(exc, (ConnectionError, TimeoutError, OSError))
-
-
 @router.get(
     "/{post_id}/stats",
     summary="Engagement stats of a post (from the online feature store)",
@@ -72,14 +59,9 @@ async def post_stats(post_id: PostId, settings: SettingsDep, redis: RedisDep) ->
         log.error("post stats unavailable: %s", exc)
         raise ApiError(503, "post stats are unavailable: the feature store client is not installed") from None
     try:
-        stats = await run_in_threadpool(get_post_stats, settings, post_id)
+        stats = await call_store("feature store", get_post_stats, settings, post_id)
     except FeatureStoreNotReady as exc:
         raise ApiError(503, f"post stats are not available yet: {exc}") from None
-    except Exception as exc:
-        if _unreachable(exc):
-            log.warning("feature store unreachable for post %s: %s", post_id, exc)
-            raise ApiError(503, f"the feature store is unreachable: {type(exc).__name__}: {exc}") from None
-        raise
     if stats is None:
         raise ApiError(404, f"no stats for post {post_id}")
     return {"post_id": post_id, "stats": _plain(stats), "restricted": action in moderation.NOT_RECOMMENDED}
@@ -87,21 +69,30 @@ async def post_stats(post_id: PostId, settings: SettingsDep, redis: RedisDep) ->
 
 async def _gate(redis, post_id: str) -> str | None:
     """The post's non-allow moderation action (None when allowed or not moderated); 404 when removed."""
-    try:
-        action = (await run_in_threadpool(moderation.actions_for, redis, [post_id])).get(post_id)
-    except Exception as exc:
-        if _unreachable(exc):
-            raise ApiError(503, f"the moderation gate (Redis) is unreachable: {type(exc).__name__}: {exc}") from None
-        raise
+    action = (await call_store("moderation store", moderation.actions_for, redis, [post_id])).get(post_id)
     if action in moderation.HIDDEN:
         raise ApiError(404, f"post {post_id} is not available (removed by moderation)")
     return action
+
+
+#: how the moderation policy words a reason for media it could not analyse: ``<this><code>: <detail>``
+MEDIA_REASON = "media could not be analysed: "
+
+
+def public_reason(reason: str) -> str:
+    """A decision's reason as clients see it. Media that could not be analysed is named by its short code
+    (``corrupt_image``, ``unreadable``, ...): the detail holds decoder errors and the stored file's location,
+    which stay with the decision in Postgres for reviewers."""
+    if reason.startswith(MEDIA_REASON):
+        return MEDIA_REASON + reason[len(MEDIA_REASON):].split(":", 1)[0].strip()
+    return reason
 
 
 def _moderation_read(pool, redis, post_id: str) -> dict:
     with pool.connection() as conn:
         decision = moderation.get_decision(conn, post_id)
     if decision is not None:
+        decision["reasons"] = [public_reason(r) for r in decision.get("reasons") or ()]
         return {"post_id": post_id, "status": "decided", **_plain(decision)}
     # accepted by the ingest API but not yet through the moderation run: say so rather than 404
     if redis.exists(seen_key(POSTS_STREAM, post_id)):
@@ -119,15 +110,7 @@ def _moderation_read(pool, redis, post_id: str) -> dict:
     },
 )
 async def post_moderation(post_id: PostId, pool: PgPoolDep, redis: RedisDep) -> dict:
-    try:
-        body = await run_in_threadpool(_moderation_read, pool, redis, post_id)
-    except Exception as exc:
-        from psycopg import OperationalError
-        from psycopg_pool import PoolTimeout
-
-        if isinstance(exc, (OperationalError, PoolTimeout)) or _unreachable(exc):
-            raise ApiError(503, f"moderation decisions are unreachable: {type(exc).__name__}: {exc}") from None
-        raise
+    body = await call_store("moderation store", _moderation_read, pool, redis, post_id)
     if not body:
         raise ApiError(404, f"no post {post_id} (never accepted, or older than the ingest window and undecided)")
     return body

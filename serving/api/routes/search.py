@@ -8,20 +8,17 @@ index, re-checked against the live Redis gate (a decision newer than the index w
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from serving.api.routes.posts import PostId, _gate, _plain, _unreachable
+from serving.api.routes.posts import PostId, _gate, _plain
 from serving.deps import PgPoolDep, RedisDep, StoresDep
-from serving.errors import ApiError
+from serving.errors import ApiError, call_store
 from socialpulse import moderation, trends_store, vectors
 from socialpulse.search import CANDIDATES, MAX_QUERY_CHARS, QueryError, SearchQuery, parse_query
-
-log = logging.getLogger("serving")
 
 router = APIRouter(tags=["search"])
 
@@ -82,20 +79,12 @@ def _search(pool, redis, encoder, query: SearchQuery, vector, limit: int) -> dic
 
 
 async def _read(fn, *args, what: str = "search index"):
-    """Run a blocking Postgres read off the event loop; tables not built yet (the search index, the trends)
-    or an unreachable Postgres are a 503 that names ``what`` could not be read."""
-    from psycopg import OperationalError
-    from psycopg_pool import PoolTimeout
-
+    """A Postgres read of ``what`` (``call_store``); tables not built yet (the search index, the trends)
+    are a 503 that says what to build."""
     try:
-        return await run_in_threadpool(fn, *args)
+        return await call_store(what, fn, *args)
     except (vectors.IndexNotBuilt, trends_store.TrendsNotBuilt) as exc:
         raise ApiError(503, str(exc)) from None
-    except Exception as exc:
-        if isinstance(exc, (OperationalError, PoolTimeout)) or _unreachable(exc):
-            log.warning("%s unreachable: %s", what, exc)
-            raise ApiError(503, f"the {what} is unreachable: {type(exc).__name__}: {exc}") from None
-        raise
 
 
 @router.get(
