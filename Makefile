@@ -13,7 +13,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export SPARK_LOCAL_IP := 127.0.0.1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test test-unit test-integration lock services-up services-down clean bench
+.PHONY: install demo test test-unit test-integration test-live lock services-up services-down clean bench
 
 install: $(VENV)/.installed
 
@@ -34,13 +34,17 @@ demo: install
 	$(BIN)/socialpulse demo
 
 test: install
-	$(BIN)/pytest tests/unit tests/integration tests/e2e -q
+	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/live -q
 
 test-unit: install
 	$(BIN)/pytest tests/unit -q
 
 test-integration: install
 	$(BIN)/pytest tests/integration tests/e2e -q
+
+# the platform as `make demo` leaves it running, driven through its API (a few minutes)
+test-live: install
+	$(BIN)/pytest tests/live -q -s
 
 services-up: install
 	$(BIN)/socialpulse services up

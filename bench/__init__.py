@@ -19,7 +19,7 @@ from pathlib import Path
 from socialpulse.services.manager import isolated_env
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHES = ("build", "ingest", "moderation", "search", "trends")
+BENCHES = ("build", "ingest", "moderation", "search", "trends", "soak")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -86,7 +86,9 @@ def machine() -> dict:
     }
 
 
-def run_benchmark(name: str, scale: str, out: Path, progress=print) -> dict:
+def run_benchmark(name: str, scale: str, out: Path, progress=print, **overrides) -> dict:
+    """Run every configuration of bench NAME at ``scale`` (``overrides`` replace configuration values, for
+    the benches whose ``configs`` take them, e.g. soak's minutes and rate) and write the results file."""
     if name not in BENCHES:
         raise ValueError(f"unknown benchmark {name!r}; known: {BENCHES}")
     from importlib import import_module
@@ -94,7 +96,8 @@ def run_benchmark(name: str, scale: str, out: Path, progress=print) -> dict:
     mod = import_module(f"bench.{name}")
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
-    runs = [run_in_subprocess(name, cfg, progress) for cfg in mod.configs(scale)]
+    cfgs = mod.configs(scale, **overrides) if overrides else mod.configs(scale)
+    runs = [run_in_subprocess(name, cfg, progress) for cfg in cfgs]
     result = {
         "benchmark": name,
         "scale": scale,

@@ -53,12 +53,15 @@ class SparkResource(dg.ConfigurableResource):
     def session(self):
         """The session, after checking that the server answers (a clear error at once, not minutes of
         client retries, when Spark Connect is down)."""
-        from socialpulse.spark import probe, spark_session
+        from socialpulse.spark import SparkUnavailable, probe, spark_session
 
-        if self._session is None:
-            self._session = spark_session(self.remote)
-        else:
-            probe(self.remote)
+        try:
+            if self._session is None:
+                self._session = spark_session(self.remote)
+            else:
+                probe(self.remote)
+        except SparkUnavailable as exc:  # the run fails with this as its headline, not a stack of gRPC retries
+            raise dg.Failure(description=str(exc), allow_retries=True) from None
         return self._session
 
 

@@ -158,15 +158,17 @@ def trends_all(settings: Settings, days: list[dt.date], *, stats: bool = True,
 DEMO_HATEXPLAIN_POSTS = ("test",)
 
 
-def load_demo_hatexplain(settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, int]:
-    """The demo's HateXplain: the full vendored split as the training reference, :data:`DEMO_HATEXPLAIN_POSTS`
-    as posts."""
+def load_demo_hatexplain(settings: Settings, progress: Callable[[str], None] | None = None,
+                         path=None) -> dict[str, int]:
+    """The demo's HateXplain: the full vendored split (or the folder ``path``) as the training reference,
+    :data:`DEMO_HATEXPLAIN_POSTS` as posts."""
     from socialpulse.loaders import HATEXPLAIN_DIR, load_hatexplain
 
-    return load_hatexplain(settings, HATEXPLAIN_DIR, progress=progress, post_splits=DEMO_HATEXPLAIN_POSTS)
+    return load_hatexplain(settings, path or HATEXPLAIN_DIR, progress=progress, post_splits=DEMO_HATEXPLAIN_POSTS)
 
 
-def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui: bool, echo, progress) -> dict:
+def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui: bool, echo, progress,
+             hatexplain=None) -> dict:
     from socialpulse.loaders import CRISISLEX_SAMPLE, HATEXPLAIN_DAYS, load_crisislex
     from socialpulse.services.manager import services_up
     from socialpulse.synthetic import load_synthetic
@@ -180,7 +182,7 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     start = today - dt.timedelta(days=days)
     loaded = load_synthetic(settings, users=users, posts=posts, days=days, seed=7, start=start, progress=progress)
     report_bronze_loaded(settings, loaded, "synthetic")
-    report_bronze_loaded(settings, load_demo_hatexplain(settings, progress), "hatexplain")
+    report_bronze_loaded(settings, load_demo_hatexplain(settings, progress, hatexplain), "hatexplain")
     report_bronze_loaded(settings, load_crisislex(settings, CRISISLEX_SAMPLE, progress=progress), "crisislex")
     echo(f"3/8 materializing every asset for {start} .. {today}")
     summary = materialize_all(settings, start, today, progress=progress)

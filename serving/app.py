@@ -13,6 +13,7 @@ import socialpulse
 from serving.api import api_router
 from serving.deps import Stores
 from serving.errors import install_error_handlers
+from socialpulse.runtime import prepare_process
 from socialpulse.settings import Settings, get_settings
 
 
@@ -40,6 +41,7 @@ def _warm_query_encoder(stores: Stores) -> None:
 
 def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAPI:
     settings = settings or get_settings()
+    prepare_process(settings)  # before the feature store client (Feast) is imported
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -43,14 +43,21 @@ def _borrowed(value: str | None) -> bool:
     return not value or Path(value).name.startswith("feast_metrics_") or not Path(value).is_dir()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    # a zombie child still answers kill(0); look at its state
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def prune_metrics_dir(folder: Path) -> int:
@@ -59,7 +66,7 @@ def prune_metrics_dir(folder: Path) -> int:
     removed = 0
     for f in folder.glob("*.db"):
         m = _PID_FILE.search(f.name)
-        if m and not _alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             f.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -19,13 +22,31 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def state_folder():
+    """``state_folder(name)``: a fresh state folder for embedded services, removed at the end of the session.
+
+    Not under pytest's temporary root: run as root, embedded Postgres runs as its own user and must traverse
+    the path to its data folder for as long as it runs, and every pytest session that starts on the machine
+    resets that root to mode 0700 (a second session would shut this one's Postgres down)."""
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        made.append(Path(tempfile.mkdtemp(prefix=f"socialpulse-{name}-")))
+        return made[-1]
+
+    yield make
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack(state_folder):
     """Settings pointing at freshly started embedded Postgres, Redis, Spark Connect (Sail) and MLflow."""
     from socialpulse import settings as settings_mod
     from socialpulse.services import services_down, services_up
     from socialpulse.services.manager import isolated_env
 
-    home = tmp_path_factory.mktemp("socialpulse_home")
+    home = state_folder("stack")
     env = isolated_env(home)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -81,14 +102,14 @@ def local_settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def redis_only(tmp_path_factory):
+def redis_only(state_folder):
     """A real embedded Redis started alone, for paths that need no other store (ingest, drain)."""
     from socialpulse.services import services_down, services_up
     from socialpulse.settings import Settings
 
     from socialpulse.services.manager import free_port
 
-    settings = Settings(home=tmp_path_factory.mktemp("redis_only_home"), redis_port=free_port())
+    settings = Settings(home=state_folder("redis"), redis_port=free_port())
     services_up(settings, ["redis"])
     try:
         yield settings

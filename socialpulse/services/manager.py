@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from socialpulse.runtime import prepare_process
+from socialpulse.runtime import pid_alive, prepare_process
 from socialpulse.settings import Settings
 
 BIN = Path(sys.executable).parent
@@ -56,26 +56,11 @@ def isolated_env(home: Path) -> dict[str, str]:
     }
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still answers kill(0); look at its state
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 class Service:
     name: str = ""
     start_timeout: float = 90.0
+    #: the signal that asks the service to shut down (Postgres: SIGINT, its "fast" shutdown)
+    stop_signal: int = signal.SIGTERM
     #: settings attribute of the external URL/DSN that disables the embedded service
     external_setting: str | None = None
 
@@ -206,12 +191,15 @@ class Service:
             return self.status()
         pid = self.pid()
         if pid_alive(pid):
-            self._signal(pid, signal.SIGTERM)
+            self._signal(pid, self.stop_signal)
             deadline = time.monotonic() + timeout
             while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
             if pid_alive(pid):
                 self._signal(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+                while pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         return self.status()
 
@@ -230,6 +218,8 @@ class Service:
 class Postgres(Service):
     name = "postgres"
     external_setting = "postgres_dsn"
+    # SIGTERM is Postgres' "smart" shutdown: it waits for every client (the API's pool) to disconnect
+    stop_signal = signal.SIGINT
 
     @property
     def data(self) -> Path:

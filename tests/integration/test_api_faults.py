@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,13 +34,9 @@ RECOVERY_S = 15
 
 
 @pytest.fixture(scope="module")
-def private():
-    """A private embedded Postgres and Redis; stopped by the PIDs this fixture started.
-
-    The state folder is not under pytest's temporary root: run as root, Postgres runs as its own user and
-    must traverse the path to its data folder to restart, and every pytest session that starts on the
-    machine resets that root to mode 0700."""
-    home = Path(tempfile.mkdtemp(prefix="socialpulse-faults-"))
+def private(state_folder):
+    """A private embedded Postgres and Redis; stopped by the PIDs this fixture started."""
+    home = state_folder("faults")
     settings = Settings(home=home, postgres_port=free_port(), redis_port=free_port(), mlflow_port=free_port(),
                         spark_port=free_port())
     try:
@@ -50,7 +44,6 @@ def private():
         yield settings
     finally:
         services_down(settings, ["postgres", "redis"])
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def assert_unavailable(res, store: str, settings: Settings) -> None:
