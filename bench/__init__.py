@@ -28,6 +28,57 @@ def pct(values: list[float], q: float) -> float:
     return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1) if values else float("nan")
 
 
+class DrainWatch:
+    """Watches what the drain has committed to bronze ``interactions``: every ``interval`` seconds it reads the
+    Delta app-transaction version the drain records with each commit (the last ``ingest:events`` entry it
+    holds, whose id carries the Redis server's millisecond clock). A batch answered at ``t1`` has landed at
+    the first poll whose committed entry time is at least ``t1``."""
+
+    def __init__(self, settings, interval: float = 0.25):
+        import threading
+
+        from socialpulse import lake
+        from socialpulse.contracts import INTERACTIONS
+        from socialpulse.ingest import EVENTS_STREAM
+
+        self.uri = lake.table_uri(INTERACTIONS, settings)
+        self.app_id = f"drain:{EVENTS_STREAM}:interactions"
+        self.interval = interval
+        self.polls: list[tuple[float, int]] = []  # (time, committed entry ms)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from deltalake import DeltaTable
+
+        from socialpulse.drain import SEQ_FACTOR
+
+        while not self._stop.is_set():
+            try:
+                version = DeltaTable(self.uri).transaction_version(self.app_id)
+            except Exception:  # noqa: BLE001 - no table yet, or mid-commit: the next poll sees it
+                version = None
+            if version is not None:
+                self.polls.append((time.time(), version // SEQ_FACTOR))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "DrainWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def committed_ms(self) -> int:
+        return self.polls[-1][1] if self.polls else 0
+
+    def landed_at(self, t1: float) -> float | None:
+        t1_ms = int(t1 * 1000)
+        return next((t for t, ms in self.polls if ms >= t1_ms), None)
+
+
 def bench_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALPULSE_")}
     env.update(isolated_env(home))

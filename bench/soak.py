@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import pct
+from bench import DrainWatch, pct
 
 METHOD = (
     "`socialpulse demo` (small world) in a private state folder, daemon and sensors at their defaults; then for "
@@ -31,7 +31,7 @@ METHOD = (
     "RSS = the service's whole process tree. After the load stops, the backlog is given up to `settle_s` to land."
 )
 SCALES = {
-    "small": dict(minutes=2, rate=5000, clients=4, batch=500, reads_per_s=2, settle_s=300),
+    "small": dict(minutes=2, rate=5000, clients=4, batch=500, reads_per_s=2, settle_s=600),
     "full": dict(minutes=10, rate=5000, clients=4, batch=500, reads_per_s=2, settle_s=600),
 }
 
@@ -61,13 +61,9 @@ def main(cfg: dict) -> dict:
 
     import httpx
     import psycopg
-    from deltalake import DeltaTable
-
     from bench.platform import LivePlatform, real_photo
     from socialpulse import lake
     from socialpulse.contracts import INTERACTIONS
-    from socialpulse.drain import SEQ_FACTOR
-    from socialpulse.ingest import EVENTS_STREAM
 
     say = lambda m: print(m, flush=True)  # noqa: E731 - progress lines for the bench runner
     platform = LivePlatform(Path(os.environ["SOCIALPULSE_HOME"]) / "platform", sensor_interval_s=5,
@@ -85,8 +81,6 @@ def main(cfg: dict) -> dict:
         photo = real_photo()
         uploads: dict[str, float] = {}  # post id -> time its upload was answered
         searchable: dict[str, float] = {}
-        app_id = f"drain:{EVENTS_STREAM}:interactions"
-        uri = lake.table_uri(INTERACTIONS, s)
 
         def event_client(worker: int):
             interval = cfg["clients"] * cfg["batch"] / cfg["rate"]
@@ -148,16 +142,6 @@ def main(cfg: dict) -> dict:
                     i += 1
                     time.sleep(1.0 / cfg["reads_per_s"])
 
-        def delta_poller():
-            while not stop.is_set() or not rec.get("settled"):
-                try:
-                    version = DeltaTable(uri).transaction_version(app_id)
-                except Exception:  # noqa: BLE001 - the table may be mid-commit; the next poll sees it
-                    version = None
-                if version is not None:
-                    rec.add("drained", (time.time(), version // SEQ_FACTOR))
-                time.sleep(0.5)
-
         def index_poller():
             with psycopg.connect(s.postgres, autocommit=True) as conn:
                 while not stop.is_set() or not rec.get("settled"):
@@ -170,7 +154,8 @@ def main(cfg: dict) -> dict:
 
         threads = [threading.Thread(target=event_client, args=(w,), daemon=True) for w in range(cfg["clients"])]
         threads += [threading.Thread(target=f, daemon=True) for f in (uploader, reader)]
-        pollers = [threading.Thread(target=f, daemon=True) for f in (delta_poller, index_poller)]
+        pollers = [threading.Thread(target=index_poller, daemon=True)]
+        watch = DrainWatch(s, interval=0.5).__enter__()
         for t in threads + pollers:
             t.start()
         t_start = time.time()
@@ -187,27 +172,22 @@ def main(cfg: dict) -> dict:
         last_response_ms = int(max(b[1] for b in batches) * 1000) if batches else 0
         settle_deadline = time.time() + cfg["settle_s"]
         while time.time() < settle_deadline:
-            drained = rec.get("drained")
-            if drained and drained[-1][1] >= last_response_ms and len(searchable) >= len(uploads):
+            if watch.committed_ms >= last_response_ms and len(searchable) >= len(uploads):
                 break
             time.sleep(2)
         out["settle_s"] = round(time.time() - t_load_end, 1)
         rec.add("settled", True)
         for t in pollers:
             t.join(timeout=10)
+        watch.__exit__()
 
         # accounting by distinct id
         accepted_ids = {i for b in batches for i in b[2]}
         landed = [i for i in lake.read(INTERACTIONS, settings=s, columns=["event_id"]).column("event_id").to_pylist()
                   if i.startswith(f"sk{tag}-")]
         landed_set = set(landed)
-        drained = rec.get("drained")
-        lat = []
-        for t0, t1, _ in batches:
-            t1_ms = int(t1 * 1000)
-            at = next((t for t, ms in drained if ms >= t1_ms), None)
-            if at is not None:
-                lat.append(at - t0)
+        landings = [(t0, watch.landed_at(t1)) for t0, t1, _ in batches]
+        lat = [at - t0 for t0, at in landings if at is not None]
         up_lat = [searchable[p] - uploads[p] for p in uploads if p in searchable]
         load_s = t_load_end - t_start
         new_runs = [r for r in platform.runs() if r.run_id not in runs_before]

@@ -18,7 +18,13 @@ from assets.common import (
     day_table,
     partition_day,
 )
-from assets.moderation.assets import SCORES_KEY, SERVING_KEY, bronze_posts_day
+from assets.moderation.assets import (
+    SCORES_KEY,
+    SERVING_KEY,
+    bronze_posts_day,
+    bronze_posts_read_by,
+    bronze_posts_version_meta,
+)
 from orchestration.resources import PostgresResource, SettingsResource, SparkResource
 from socialpulse import lake
 from socialpulse.settings import Settings
@@ -59,7 +65,7 @@ def post_embeddings(context: dg.AssetExecutionContext, settings: SettingsResourc
 
     s = settings.get()
     day = partition_day(context)
-    posts, _ = bronze_posts_day(s, day)
+    posts, bronze_version = bronze_posts_day(s, day)
     media_text = lake.read(MODERATION_SCORES, settings=s, columns=["post_id", "ocr_text", "transcript"],
                            filters=[("event_date", "=", day)])
     docs = documents(posts, media_text)
@@ -91,7 +97,7 @@ def post_embeddings(context: dg.AssetExecutionContext, settings: SettingsResourc
     with_media = sum(1 for r in media_text.to_pylist() if (r["ocr_text"] or "").strip() or (r["transcript"] or "").strip())
     return dg.MaterializeResult(metadata={
         "rows": docs.num_rows, "embedded_now": int(todo.size), "kept": int(kept.size), "encoder_version": version,
-        "posts_with_media_text": with_media,
+        "posts_with_media_text": with_media, **bronze_posts_version_meta(bronze_version),
     })
 
 
@@ -272,9 +278,11 @@ def embeddings_valid(context: dg.AssetCheckExecutionContext, settings: SettingsR
 
     s = settings.get()
     day = partition_day(context)
-    posts, _ = bronze_posts_day(s, day)
+    # the posts the asset embedded: uploads landing since are the next run's, not a violation
+    posts, version = bronze_posts_read_by(context, EMBEDDINGS_KEY, s, day)
     rows = day_table(POST_EMBEDDINGS, s, day)
-    return blocking_result(embedding_violations(rows, posts["post_id"].to_pylist()), context, rows=rows.num_rows)
+    return blocking_result(embedding_violations(rows, posts["post_id"].to_pylist()), context, rows=rows.num_rows,
+                           bronze_posts_version=version)
 
 
 @dg.asset_check(asset=VECTORS_KEY, blocking=True, partitions_def=daily_partitions,

@@ -154,6 +154,24 @@ def bronze_posts_day(settings: Settings, day: dt.date, version: int | None = Non
     return latest_per_key(rows.select(POSTS.schema.names).cast(POSTS.schema), ("post_id",)), delta.version()
 
 
+def bronze_posts_version_meta(version: int | None) -> dict:
+    """Materialization metadata naming the bronze posts snapshot an asset read (see :func:`bronze_posts_read_by`)."""
+    return {"bronze_posts_version": dg.MetadataValue.int(-1 if version is None else version)}
+
+
+def bronze_posts_read_by(context: dg.AssetCheckExecutionContext, key: dg.AssetKey, settings: Settings,
+                         day: dt.date):
+    """(the day's bronze posts as of the snapshot the latest materialization of ``key`` read, that version or -1).
+    A check compares an asset with the posts it saw: posts the live path lands in between are the next run's
+    work, not a violation."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[context.partition_key]), limit=1).records
+    meta = records[0].asset_materialization.metadata if records else {}
+    version = meta["bronze_posts_version"].value if "bronze_posts_version" in meta else None
+    posts, _ = bronze_posts_day(settings, day, None if version is None or version < 0 else version)
+    return posts, -1 if version is None else version
+
+
 @dg.asset(
     key=SCORES_KEY,
     deps=[bronze_key("posts"), bronze_key("media"), TEXT_MODEL_KEY],
@@ -191,7 +209,7 @@ def moderation_scores(context: dg.AssetExecutionContext, settings: SettingsResou
         metadata={
             "rows": rows.num_rows,
             "scored_now": scored.num_rows,
-            "bronze_posts_version": dg.MetadataValue.int(-1 if bronze_version is None else bronze_version),
+            **bronze_posts_version_meta(bronze_version),
             "kept": kept.num_rows,
             "text_model_version": model.version,
             "media_model_version": media_version,
@@ -262,15 +280,9 @@ def scores_valid(context: dg.AssetCheckExecutionContext, settings: SettingsResou
 
     s, day = settings.get(), partition_day(context)
     scores = day_table(MODERATION_SCORES, s, day)
-    # the bronze snapshot the scores were computed from: posts landing since then are the next run's work
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=SCORES_KEY, asset_partitions=[context.partition_key]), limit=1
-    ).records
-    meta = records[0].asset_materialization.metadata if records else {}
-    version = meta["bronze_posts_version"].value if "bronze_posts_version" in meta else None
-    posts, _ = bronze_posts_day(s, day, None if version is None or version < 0 else version)
+    posts, version = bronze_posts_read_by(context, SCORES_KEY, s, day)
     return blocking_result(score_violations(scores, posts.column("post_id").to_pylist()), context, rows=scores.num_rows,
-                   bronze_posts_version=-1 if version is None else version)
+                   bronze_posts_version=version)
 
 
 @dg.asset_check(asset=DECISIONS_KEY, name="decisions_valid", blocking=True, partitions_def=daily_partitions,

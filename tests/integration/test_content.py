@@ -308,3 +308,29 @@ def test_crisislex_eval_cli_compares_modes_in_one_run(stack):
     assert len(out["events"]) == 6
     # naming the event retrieves its on-topic tweets far above their base rate, in every mode
     assert all(out["mean"][m] > 2 * out["base_rate"] for m in out["mean"]), out
+
+
+def test_embeddings_check_compares_with_the_posts_the_asset_read(stack, materialize, monkeypatch):
+    """An upload that lands between the embedding step and its check (the live path never stops) is the next
+    run's work, not a failed check: the check reads the bronze snapshot the asset embedded."""
+    from assets.content import assets as content_assets
+    from assets.content.tables import POST_EMBEDDINGS
+
+    day = dt.date(2026, 3, 14)
+    first = {**_posts()[0], "post_id": "c-race-0", "created_at": T + dt.timedelta(days=2), "event_date": day}
+    lake.replace_partitions(POSTS, [first], [day], settings=stack)
+    read_posts = content_assets.bronze_posts_day
+
+    def read_then_a_drain_lands(settings, day_, version=None):
+        out = read_posts(settings, day_, version)
+        lake.append(POSTS, [{**first, "post_id": "c-race-late"}], settings=stack)  # right after the asset's read
+        monkeypatch.setattr(content_assets, "bronze_posts_day", read_posts)
+        return out
+
+    monkeypatch.setattr(content_assets, "bronze_posts_day", read_then_a_drain_lands)
+    assets_and_check = ([content_assets.post_embeddings], day, [content_assets.embeddings_valid])
+    assert materialize(*assets_and_check)["post_embeddings"]["rows"] == 1  # the check passed (else it raises)
+    # the next run embeds the late post, and its check sees it
+    assert materialize(*assets_and_check)["post_embeddings"]["rows"] == 2
+    ids = lake.read(POST_EMBEDDINGS, settings=stack, filters=[("event_date", "=", day)]).column("post_id").to_pylist()
+    assert sorted(ids) == ["c-race-0", "c-race-late"]
