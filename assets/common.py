@@ -22,6 +22,15 @@ daily_backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 #: the run it launches does the work
 SENSOR_INTERVAL_S = get_settings().sensor_interval_s
 
+#: the run tag the run coordinator queues by: each lane runs one run at a time, lanes run side by side (so a
+#: long refresh never holds back the drain, moderation or indexing of new uploads); see dagster_home.py
+LANE_TAG = "socialpulse/lane"
+
+
+def lane(name: str) -> dict[str, str]:
+    return {LANE_TAG: name}
+
+
 #: run states that count as "still going" when a sensor or schedule decides whether to launch another
 ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                        dg.DagsterRunStatus.STARTED]

@@ -94,7 +94,8 @@ def bench_env(home: Path) -> dict[str, str]:
 
 def run_in_subprocess(module: str, args: dict, progress) -> dict:
     """Run ``python -m bench.<module>`` with a fresh state folder; it prints one JSON line last."""
-    with tempfile.TemporaryDirectory(prefix=f"sp-bench-{module}-") as tmp:
+    # a service that was still finishing a write as it stopped must not cost the results: cleanup errors are ignored
+    with tempfile.TemporaryDirectory(prefix=f"sp-bench-{module}-", ignore_cleanup_errors=True) as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
         cmd = [sys.executable, "-m", f"bench.{module}", json.dumps(args)]

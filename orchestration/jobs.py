@@ -6,7 +6,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.common import active_run, daily_partitions
+from assets.common import active_run, daily_partitions, lane
 from socialpulse.settings import get_settings
 
 
@@ -36,6 +36,7 @@ def build_jobs_and_schedules(asset_defs) -> tuple[list, list]:
         "daily_refresh_job",
         selection=dg.AssetSelection.assets(*keys),
         description="Rebuild one UTC day of every derived asset (features, Feast, Postgres exports, metrics).",
+        tags=lane("refresh"),
     )
     unpartitioned = [
         k
@@ -48,6 +49,7 @@ def build_jobs_and_schedules(asset_defs) -> tuple[list, list]:
         "dimensions_refresh_job",
         selection=dg.AssetSelection.assets(*unpartitioned),
         description="Refresh unpartitioned derived assets (dimension exports, dbt models).",
+        tags=lane("refresh"),
     )
 
     # a day is rebuilt shortly after it closes (UTC), when late events have had time to land

@@ -16,6 +16,7 @@ from assets.common import (
     daily_backfill,
     daily_partitions,
     day_table,
+    lane,
     partition_day,
 )
 from assets.moderation.assets import (
@@ -326,6 +327,7 @@ content_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(post_embeddings, post_vectors),
     partitions_def=daily_partitions,
     description="Embed one UTC day's new or changed posts and bring the vector index up to date.",
+    tags=lane("content"),
     executor_def=dg.in_process_executor,  # the encoder loads once per run
 )
 interest_job = dg.define_asset_job(
@@ -333,6 +335,7 @@ interest_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(user_interest, user_vectors),
     partitions_def=daily_partitions,
     description="Recompute user interest vectors as of the end of one UTC day and publish them.",
+    tags=lane("content"),
     executor_def=dg.in_process_executor,
 )
 

@@ -8,7 +8,7 @@ Batch loaders (`socialpulse load ...`) write the same tables and report material
 
 import dagster as dg
 
-from assets.common import SENSOR_INTERVAL_S, active_run, bronze_key
+from assets.common import SENSOR_INTERVAL_S, active_run, bronze_key, lane
 from orchestration.resources import RedisResource, SettingsResource
 from quality.checks import bronze_asset_checks
 from socialpulse.contracts import BRONZE
@@ -50,7 +50,7 @@ bronze_ingest_job = dg.define_asset_job(
     # the expectation suites scan recent partitions: they run on their own schedule, not per micro-batch
     selection=dg.AssetSelection.assets(bronze_from_streams).without_checks(),
     description="Drain the Redis ingest streams into bronze Delta (run by ingest_sensor).",
-    tags={"dagster/max_runtime": "600"},
+    tags={"dagster/max_runtime": "600", **lane("ingest")},
     # a single step: running it in the run's own process saves a second process start per micro-batch
     executor_def=dg.in_process_executor,
 )
@@ -80,6 +80,7 @@ bronze_quality_job = dg.define_asset_job(
     "bronze_quality_job",
     selection=dg.AssetSelection.checks_for_assets(bronze_from_streams),
     description="Run the Great Expectations suites over the recent bronze partitions.",
+    tags=lane("quality"),
 )
 
 bronze_quality_schedule = dg.ScheduleDefinition(

@@ -22,6 +22,7 @@ from assets.common import (
     daily_backfill,
     daily_partitions,
     day_table,
+    lane,
     partition_day,
 )
 from orchestration.resources import MLflowResource, PostgresResource, RedisResource, SettingsResource
@@ -326,6 +327,7 @@ moderation_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     partitions_def=daily_partitions,
     description="Moderate one UTC day: score new posts, decide, publish to Postgres and Redis.",
+    tags=lane("moderation"),
     # one process per run: models load once and the live path does not pay a process start per step
     executor_def=dg.in_process_executor,
 )
@@ -333,6 +335,7 @@ text_model_job = dg.define_asset_job(
     "text_model_job",
     selection=dg.AssetSelection.assets(text_model),
     description="Train, evaluate and register the text moderation model (promoted only if it wins on val).",
+    tags=lane("training"),
 )
 
 

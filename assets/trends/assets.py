@@ -8,7 +8,15 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.common import blocking_result, bronze_key, daily_backfill, daily_partitions, day_table, partition_day
+from assets.common import (
+    blocking_result,
+    bronze_key,
+    daily_backfill,
+    daily_partitions,
+    day_table,
+    lane,
+    partition_day,
+)
 from assets.content.assets import EMBEDDINGS_KEY
 from assets.moderation.assets import DECISIONS_KEY
 from orchestration.resources import PostgresResource, SettingsResource, SparkResource
@@ -289,11 +297,13 @@ trends_job = dg.define_asset_job(
     description="Recount one UTC day's hashtags and keywords (Spark), rescore its hours, regroup its topics, and "
     "publish them to Postgres for the API.",
     executor_def=dg.in_process_executor,  # one Spark Connect session per run
+    tags=lane("trends"),
 )
 hashtag_stats_job = dg.define_asset_job(
     "hashtag_stats_job",
     selection=dg.AssetSelection.assets(*STATS_ASSETS),
     partitions_def=daily_partitions,
+    tags=lane("trends"),
     description="Recompute the 28-day hashtag counts and co-occurrences as of one UTC day and publish them "
     "(what hashtag suggestions read; they move slowly, so daily).",
 )

@@ -12,7 +12,14 @@ run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
   config:
-    max_concurrent_runs: 2
+    # one run per lane (socialpulse/lane: ingest, moderation, content, refresh, trends, quality, training), lanes
+    # side by side: a long refresh or trends run never holds back the drain, moderation or indexing of uploads
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      - key: socialpulse/lane
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
 # the monitoring daemon fails runs stuck starting and enforces each job's dagster/max_runtime tag (a hung drain
 # run would otherwise hold the ingest sensor back for ever); a run whose process dies is failed by the code server
 run_monitoring:
