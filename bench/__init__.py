@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from socialpulse.runtime import OFFLINE_DEFAULTS
 from socialpulse.services.manager import isolated_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,13 +83,7 @@ class DrainWatch:
 def bench_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALPULSE_")}
     env.update(isolated_env(home))
-    env.update({
-        "HF_HUB_OFFLINE": "1",
-        "GX_ANALYTICS_ENABLED": "false",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-    })
+    env.update(OFFLINE_DEFAULTS)
     return env
 
 

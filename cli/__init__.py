@@ -6,12 +6,8 @@ dagster, deltalake) happen inside the commands, so ``socialpulse --help`` stays 
 
 import os
 
+from socialpulse.runtime import OFFLINE_DEFAULTS
+
 # offline defaults for every command (set before any command imports transformers, dbt, GX or Spark)
-for _k, _v in {
-    "HF_HUB_OFFLINE": "1",
-    "GX_ANALYTICS_ENABLED": "false",
-    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    "SPARK_LOCAL_IP": "127.0.0.1",
-    "DAGSTER_DISABLE_TELEMETRY": "1",
-}.items():
+for _k, _v in OFFLINE_DEFAULTS.items():
     os.environ.setdefault(_k, _v)

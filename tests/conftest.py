@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+from socialpulse.runtime import OFFLINE_DEFAULTS
+
+# the offline defaults before any test imports transformers, dbt, GX or Spark
+for _k, _v in OFFLINE_DEFAULTS.items():
+    os.environ.setdefault(_k, _v)
 
 
 @pytest.fixture(scope="session")

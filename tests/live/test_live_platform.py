@@ -23,6 +23,7 @@ import pytest
 
 from bench.platform import LivePlatform, real_photo, wait_for
 from socialpulse.loaders import HATEXPLAIN_SAMPLE
+from socialpulse.runtime import pid_alive
 
 pytestmark = pytest.mark.live
 
@@ -247,7 +248,7 @@ def test_api_killed_mid_load_with_retrying_clients_loses_and_duplicates_nothing(
         wait_for("load under way", lambda: len(load.accepted) >= 2000, 120, interval=0.2)
         pid = live.service_pid("api")
         os.killpg(pid, signal.SIGKILL)  # the API runs in its own session, led by the PID we started
-        wait_for("API process gone", lambda: live.service_pid("api") is None or not _alive(pid), 10, interval=0.1)
+        wait_for("API process gone", lambda: not pid_alive(pid), 10, interval=0.1)
         before = len(load.accepted)
         live.cli("services", "up", "api", timeout=180)
         wait_for("load accepted again", lambda: len(load.accepted) > before + 2000, 120, interval=0.2)
@@ -255,12 +256,6 @@ def test_api_killed_mid_load_with_retrying_clients_loses_and_duplicates_nothing(
     _assert_exactly_once(live, load)
     print(f"API killed: {load.retries} retried requests, {load.duplicates} events answered as duplicates, "
           f"{len(load.accepted)} accepted, each landed once")
-
-
-def _alive(pid: int) -> bool:
-    from socialpulse.services.manager import pid_alive
-
-    return pid_alive(pid)
 
 
 def test_only_the_killed_runs_failed(live, killed_runs):
