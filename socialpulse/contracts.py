@@ -15,9 +15,13 @@ import pyarrow.compute as pc
 TS = pa.timestamp("us", tz="UTC")
 
 POST_KINDS = ("video", "image", "text")
-EVENT_TYPES = ("view", "like", "share", "comment", "follow", "unfollow")
-POST_EVENT_TYPES = ("view", "like", "share", "comment")
-USER_EVENT_TYPES = ("follow", "unfollow")
+#: ``not_interested`` (on a post: fewer posts like it) and ``block`` (on a creator: none of theirs) are the
+#: feed's negative feedback; they land in interactions like every other event
+POST_EVENT_TYPES = ("view", "like", "share", "comment", "not_interested")
+USER_EVENT_TYPES = ("follow", "unfollow", "block")
+EVENT_TYPES = POST_EVENT_TYPES + USER_EVENT_TYPES
+#: the user events that change the follow graph (bronze follows)
+FOLLOW_ACTIONS = ("follow", "unfollow")
 
 
 class ContractError(ValueError):
@@ -107,7 +111,7 @@ INTERACTIONS = TableContract(
     key=("event_id",),
     partition_by=("event_date",),
     allowed={"event_type": EVENT_TYPES},
-    description="Every interaction event: views (with watch time), likes, shares, comments, follows, unfollows.",
+    description="Every interaction event: views (with watch time), likes, shares, comments, not_interested, follows, unfollows, blocks.",
     schema=_schema(
         _f("event_id", pa.string()),
         _f("event_type", pa.string()),
@@ -141,7 +145,7 @@ FOLLOWS = TableContract(
     layer="bronze",
     key=("event_id",),
     partition_by=("event_date",),
-    allowed={"action": USER_EVENT_TYPES},
+    allowed={"action": FOLLOW_ACTIONS},
     description="Follow graph changes (follow / unfollow), one row per event.",
     schema=_schema(
         _f("event_id", pa.string()),
@@ -149,6 +153,26 @@ FOLLOWS = TableContract(
         _f("followee_id", pa.string()),
         _f("action", pa.string()),
         _f("created_at", TS),
+        _f("event_date", pa.date32()),
+    ),
+)
+
+IMPRESSIONS = TableContract(
+    name="impressions",
+    layer="bronze",
+    key=("impression_id",),
+    partition_by=("event_date",),
+    description="What the feed served: one row per (request, post) with its position, candidate source and model.",
+    schema=_schema(
+        _f("impression_id", pa.string()),
+        _f("request_id", pa.string()),
+        _f("user_id", pa.string()),
+        _f("post_id", pa.string()),
+        _f("position", pa.int32()),
+        _f("source", pa.string()),
+        _f("model_version", pa.string()),
+        _f("score", pa.float32(), True),
+        _f("served_at", TS),
         _f("event_date", pa.date32()),
     ),
 )
@@ -171,7 +195,7 @@ DEAD_LETTER = TableContract(
 )
 
 BRONZE: dict[str, TableContract] = {
-    c.name: c for c in (USERS, POSTS, MEDIA, INTERACTIONS, COMMENTS, FOLLOWS, DEAD_LETTER)
+    c.name: c for c in (USERS, POSTS, MEDIA, INTERACTIONS, COMMENTS, FOLLOWS, IMPRESSIONS, DEAD_LETTER)
 }
 
 

@@ -25,16 +25,19 @@ from pydantic import (
     model_validator,
 )
 
-from socialpulse.contracts import ContractError, utc_day
+from socialpulse.contracts import FOLLOW_ACTIONS, POST_EVENT_TYPES, USER_EVENT_TYPES, ContractError, utc_day
 from socialpulse.tags import canonical_tags
 
 EVENTS_STREAM = "ingest:events"
 POSTS_STREAM = "ingest:posts"
-STREAMS = (EVENTS_STREAM, POSTS_STREAM)
+#: what the feed served (written by the serving tier itself, drained like every other stream)
+IMPRESSIONS_STREAM = "ingest:impressions"
+STREAMS = (EVENTS_STREAM, POSTS_STREAM, IMPRESSIONS_STREAM)
 #: bronze tables each stream feeds, in the order the drain commits them
 STREAM_TABLES: dict[str, tuple[str, ...]] = {
     EVENTS_STREAM: ("interactions", "comments", "follows"),
     POSTS_STREAM: ("posts", "media"),
+    IMPRESSIONS_STREAM: ("impressions",),
 }
 SEEN_PREFIX = "ingest:seen:"
 
@@ -49,8 +52,8 @@ MAX_CAPTION_CHARS = 2200
 MAX_HASHTAGS = 30
 MAX_DURATION_S = 600.0
 
-POST_EVENTS = ("view", "like", "share", "comment")
-USER_EVENTS = ("follow", "unfollow")
+POST_EVENTS = POST_EVENT_TYPES
+USER_EVENTS = USER_EVENT_TYPES
 
 
 def utc_now() -> dt.datetime:
@@ -77,7 +80,7 @@ class EventIn(_Record):
     """One interaction event sent by a client; ``event_id`` makes retries idempotent."""
 
     event_id: Id
-    event_type: Literal["view", "like", "share", "comment", "follow", "unfollow"]
+    event_type: Literal["view", "like", "share", "comment", "not_interested", "follow", "unfollow", "block"]
     user_id: Id
     post_id: Id | None = None
     target_user_id: Id | None = None
@@ -196,18 +199,18 @@ def _as_dict(record: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
     return dict(record)
 
 
-def _timestamp(value: Any, table: str) -> dt.datetime:
+def _timestamp(value: Any, table: str, field: str = "created_at") -> dt.datetime:
     if isinstance(value, dt.datetime):
         ts = value
     elif isinstance(value, str):
         try:
             ts = dt.datetime.fromisoformat(value)
         except ValueError:
-            raise ContractError(f"{table}.created_at: cannot parse {value!r} as an ISO-8601 timestamp") from None
+            raise ContractError(f"{table}.{field}: cannot parse {value!r} as an ISO-8601 timestamp") from None
     else:
-        raise ContractError(f"{table}.created_at: expected an ISO-8601 timestamp, got {value!r}")
+        raise ContractError(f"{table}.{field}: expected an ISO-8601 timestamp, got {value!r}")
     if ts.tzinfo is None:
-        raise ContractError(f"{table}.created_at: timestamp {value!r} has no time zone")
+        raise ContractError(f"{table}.{field}: timestamp {value!r} has no time zone")
     return ts.astimezone(dt.timezone.utc)
 
 
@@ -242,7 +245,7 @@ def event_rows(event: EventIn | Mapping[str, Any]) -> dict[str, list[dict]]:
                 "event_date": day,
             }
         ]
-    elif kind in USER_EVENTS:
+    elif kind in FOLLOW_ACTIONS:
         rows["follows"] = [
             {
                 "event_id": e.get("event_id"),
@@ -298,6 +301,29 @@ def post_rows(
     return rows
 
 
+class ImpressionIn(_Record):
+    """One post the feed served: built by the serving tier, never sent by a client."""
+
+    impression_id: Id
+    request_id: Id
+    user_id: Id
+    post_id: Id
+    position: Annotated[int, Field(ge=0)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    model_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    score: float | None = None
+    served_at: AwareDatetime
+
+
+def impression_rows(impression: ImpressionIn | Mapping[str, Any]) -> dict[str, list[dict]]:
+    """The bronze impressions row of one served post."""
+    i = _as_dict(impression)
+    served_at = _timestamp(i.get("served_at"), "impressions", "served_at")
+    row = {k: i.get(k) for k in ("impression_id", "request_id", "user_id", "post_id", "position", "source",
+                                 "model_version", "score")}
+    return {"impressions": [{**row, "served_at": served_at, "event_date": utc_day(served_at)}]}
+
+
 def post_payload(post: PostIn, media: MediaObject | None) -> str:
     """The stream payload of a post: the validated record plus its media object (or null)."""
     body = post.model_dump(mode="json")
@@ -313,6 +339,8 @@ def payload_rows(stream: str, payload: Mapping[str, Any]) -> dict[str, list[dict
         return event_rows(payload)
     if stream == POSTS_STREAM:
         return post_rows(payload, payload.get("media"))
+    if stream == IMPRESSIONS_STREAM:
+        return impression_rows(payload)
     raise ValueError(f"unknown ingest stream {stream!r}; known: {list(STREAMS)}")
 
 
@@ -366,6 +394,11 @@ def enqueue_events(redis, records: Sequence[EventIn], ttl: int) -> tuple[int, in
     )
     accepted = sum(flags)
     return accepted, len(flags) - accepted
+
+
+def impression_items(records: Sequence[ImpressionIn]) -> list[tuple[str, str]]:
+    """``(id, payload)`` stream items of served impressions (for :func:`enqueue` or a pipelined XADD)."""
+    return [(r.impression_id, r.model_dump_json(exclude_none=True)) for r in records]
 
 
 def enqueue_post(redis, post: PostIn, media: MediaObject | None, ttl: int) -> bool:

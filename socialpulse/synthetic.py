@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from socialpulse.contracts import COMMENTS, FOLLOWS, INTERACTIONS, MEDIA, POSTS, TS, USERS, TableContract
+from socialpulse.contracts import COMMENTS, FOLLOWS, IMPRESSIONS, INTERACTIONS, MEDIA, POSTS, TS, USERS, TableContract
 
 # --- vocabulary -------------------------------------------------------------------------------------
 
@@ -704,7 +704,44 @@ def _interactions_day(world: World, posts: _PostState, follows: _FollowState, d:
             "event_date": _dates(day, len(fi)),
         }
     )
-    return {"interactions": interactions, "comments": comments, "follows": follows_t}
+    return {"interactions": interactions, "comments": comments, "follows": follows_t,
+            "impressions": _impressions(day, etype, user, epost, ets, event_ids, user_ids, post_ids)}
+
+
+#: the logging policy of the synthetic world: every view was served to the viewer IMPRESSION_LEAD_US
+#: before it started, in one feed request per viewer and hour
+SYNTHETIC_POLICY = "synthetic-policy"
+IMPRESSION_LEAD_US = SECOND_US
+
+
+def _impressions(day: dt.date, etype: np.ndarray, user: np.ndarray, epost: np.ndarray, ets: np.ndarray,
+                 event_ids: pa.Array, user_ids: pa.Array, post_ids: pa.Array) -> pa.Table:
+    """One impression per view (what the world's own feed served): no random draws, so the other tables
+    stay byte-identical. Request = viewer x hour; position = order of serving within the request."""
+    vi = np.flatnonzero(etype == 0)
+    served = np.maximum(ets[vi] - IMPRESSION_LEAD_US, _day_start_us(day))  # its day stays the view's day
+    hour = (served - _day_start_us(day)) // (3600 * SECOND_US)
+    key = user[vi] * 24 + np.clip(hour, 0, 23)
+    order = np.lexsort((served, key))
+    starts = np.r_[0, np.flatnonzero(np.diff(key[order])) + 1]
+    position = np.empty(len(vi), np.int32)
+    position[order] = np.arange(len(vi)) - np.repeat(starts, np.diff(np.r_[starts, len(vi)]))
+    vi_arr = pa.array(vi)
+    view_ids = event_ids.take(vi_arr)
+    hours = pa.array(np.char.zfill(np.clip(hour, 0, 23).astype(str), 2))
+    request_ids = pc.binary_join_element_wise(pa.array([f"r{day:%Y%m%d}"] * len(vi)), user_ids.take(vi_arr), hours, "-")
+    return pa.table({
+        "impression_id": pc.binary_join_element_wise(pa.array(["i"] * len(vi)), view_ids, ""),
+        "request_id": request_ids,
+        "user_id": user_ids.take(vi_arr),
+        "post_id": post_ids.take(vi_arr),
+        "position": pa.array(position, pa.int32()),
+        "source": pa.array(["synthetic"] * len(vi)),
+        "model_version": pa.array([SYNTHETIC_POLICY] * len(vi)),
+        "score": pa.nulls(len(vi), pa.float32()),
+        "served_at": _ts(served),
+        "event_date": _dates(day, len(vi)),
+    })
 
 
 # --- public generation API ---------------------------------------------------------------------------
@@ -780,12 +817,14 @@ def truth_clusters(world: World) -> pa.Table:
 
 EVENT_CONTRACTS: dict[str, TableContract] = {
     "posts": POSTS, "media": MEDIA, "interactions": INTERACTIONS, "comments": COMMENTS, "follows": FOLLOWS,
+    "impressions": IMPRESSIONS,
 }
 #: how to recognise rows the synthetic world wrote (used to clear days an earlier run covered)
 SYNTHETIC_KEYS: dict[str, tuple[str, str]] = {
     "posts": ("post_id", r"^p\d+$"),
     "media": ("media_id", r"^mp\d+$"),
     "interactions": ("event_id", r"^e\d{8}-\d+$"),
+    "impressions": ("impression_id", r"^ie\d{8}-\d+$"),
     "comments": ("comment_id", r"^e\d{8}-\d+$"),
     "follows": ("event_id", r"^e\d{8}-\d+$"),
 }

@@ -28,7 +28,7 @@ def errors(exc: ValidationError) -> str:
         ({"event_id": ""}, "event_id: String should have at least 1 character"),
         ({"event_id": "x" * 65}, "event_id: String should have at most 64 characters"),
         ({"event_id": "bad id!"}, "event_id: String should match pattern"),
-        ({"event_type": "poke"}, "event_type: Input should be 'view', 'like', 'share', 'comment', 'follow' or 'unfollow'"),
+        ({"event_type": "poke"}, "event_type: Input should be 'view', 'like', 'share', 'comment', 'not_interested', 'follow', 'unfollow' or 'block'"),
         ({"post_id": None}, "post_id is required for view events"),
         ({"watch_time_s": None}, "watch_time_s is required for view events"),
         ({"watch_time_s": -1}, "watch_time_s: Input should be greater than or equal to 0"),
@@ -162,3 +162,35 @@ def test_raw_payloads_fail_the_contract_with_a_reason():
         event_rows({"event_id": "x", "created_at": "yesterday"})
     with pytest.raises(ContractError, match="has no time zone"):
         event_rows({"event_id": "x", "created_at": "2026-03-01T00:00:00"})
+
+
+def test_feed_feedback_events_block_and_not_interested():
+    """not_interested targets a post, block a creator; a block lands in interactions but not in follows
+    (it is not a follow-graph change the analysts count)."""
+    ni = EventIn.model_validate({"event_id": "e-9", "event_type": "not_interested", "user_id": "u1", "post_id": "p1"})
+    rows = event_rows(ni)
+    assert set(rows) == {"interactions"}
+    conform(BRONZE["interactions"], rows["interactions"])
+    with pytest.raises(ValidationError) as exc:
+        EventIn.model_validate({"event_id": "e-9", "event_type": "not_interested", "user_id": "u1"})
+    assert "post_id is required for not_interested events" in errors(exc.value)
+    block = EventIn.model_validate({"event_id": "e-10", "event_type": "block", "user_id": "u1", "target_user_id": "u2"})
+    rows = event_rows(block)
+    assert set(rows) == {"interactions"} and rows["interactions"][0]["target_user_id"] == "u2"
+    with pytest.raises(ValidationError) as exc:
+        EventIn.model_validate({"event_id": "e-11", "event_type": "block", "user_id": "u1", "post_id": "p1"})
+    assert "target_user_id is required for block events" in errors(exc.value)
+
+
+def test_impression_rows_fit_the_bronze_contract():
+    from socialpulse.ingest import IMPRESSIONS_STREAM, ImpressionIn, impression_items, payload_rows
+
+    imp = ImpressionIn(impression_id="r1:0", request_id="r1", user_id="u1", post_id="p1", position=0,
+                       source="interest", model_version="ranker-3", score=0.5, served_at=NOW)
+    [(record_id, payload)] = impression_items([imp])
+    assert record_id == "r1:0"
+    rows = payload_rows(IMPRESSIONS_STREAM, json.loads(payload))
+    table = conform(BRONZE["impressions"], rows["impressions"])
+    assert table.num_rows == 1 and table["event_date"][0].as_py() == NOW.date()
+    with pytest.raises(ContractError, match="impressions.served_at: .* has no time zone"):
+        payload_rows(IMPRESSIONS_STREAM, {**json.loads(payload), "served_at": "2026-03-01T12:00:00"})
