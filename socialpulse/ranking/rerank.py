@@ -1,0 +1,119 @@
+"""Candidate merging and the feed's re-ranking rules (pure; serving and offline evaluation share them).
+
+Order of operations for one request:
+1. :func:`merge_candidates` unions the candidate sources, remembering each post's first source;
+2. :func:`eligible` drops what must never be shown: posts already seen, posts of blocked or unfollowed
+   creators, the user's own posts;
+3. the ranker scores the rest; :func:`adjust` standardises the scores within the request, adds a freshness
+   bonus and takes away for similarity to posts the user marked ``not_interested``;
+4. :func:`diversify` orders greedily under per-window author and topic caps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: candidate sources, in the order their posts are kept when a post comes from several
+SOURCES = ("following", "interest", "trending", "fresh", "popular")
+#: at most this many posts of one creator / one topic in any window of WINDOW consecutive positions
+AUTHOR_CAP = 1
+TOPIC_CAP = 3
+WINDOW = 10
+#: freshness bonus (in request-standardised score units) of a post just made; it halves every FRESH_HALF_LIFE_H
+FRESH_BONUS = 0.5
+FRESH_HALF_LIFE_H = 24.0
+#: not_interested: a candidate this similar (cosine) or more to a post the user dismissed loses up to
+#: NOT_INTERESTED_PENALTY; one by the same creator loses it in full
+NOT_INTERESTED_SIM = 0.6
+NOT_INTERESTED_PENALTY = 2.0
+
+
+@dataclass
+class Candidate:
+    post_id: str
+    source: str
+    author_id: str | None = None
+    topic: str | None = None
+    age_hours: float = float("nan")
+    sim_interest: float = float("nan")
+    sim_not_interested: float = float("nan")  # max cosine similarity to the user's dismissed posts
+    score: float = 0.0
+    sources: set[str] = field(default_factory=set)
+
+
+def merge_candidates(sources: Mapping[str, Sequence[str]], limit: int) -> list[Candidate]:
+    """Union of the sources' post ids, at most ``limit``: sources are interleaved round-robin in
+    :data:`SOURCES` order so every source is represented when the limit cuts; a post's ``source`` is the
+    first that offered it and ``sources`` all of them."""
+    order = [s for s in SOURCES if s in sources] + [s for s in sources if s not in SOURCES]
+    out: dict[str, Candidate] = {}
+    lists = [(name, list(sources[name])) for name in order]
+    depth = max((len(ids) for _, ids in lists), default=0)
+    for i in range(depth):
+        for name, ids in lists:
+            if i >= len(ids):
+                continue
+            pid = ids[i]
+            cand = out.get(pid)
+            if cand is None:
+                if len(out) >= limit:
+                    continue
+                out[pid] = Candidate(post_id=pid, source=name, sources={name})
+            else:
+                cand.sources.add(name)
+    return list(out.values())
+
+
+def eligible(candidates: Iterable[Candidate], *, user_id: str, seen: set[str] = frozenset(),
+             blocked: set[str] = frozenset(), unfollowed: set[str] = frozenset()) -> list[Candidate]:
+    """Candidates that may be shown: not seen, not by a blocked or unfollowed creator, not the user's own."""
+    hidden = set(blocked) | set(unfollowed) | {user_id}
+    return [c for c in candidates if c.post_id not in seen and c.author_id not in hidden]
+
+
+def adjust(candidates: Sequence[Candidate], scores: np.ndarray, *, not_interested_authors: set[str] = frozenset()) -> None:
+    """Set each candidate's final ``score``: the ranker score standardised within the request, plus the
+    freshness bonus, minus the not_interested penalty."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0:
+        return
+    sd = s.std()
+    z = (s - s.mean()) / sd if sd > 1e-12 else np.zeros_like(s)
+    for c, zi in zip(candidates, z):
+        age = c.age_hours if c.age_hours == c.age_hours else 24 * 30.0  # unknown age: a month old
+        bonus = FRESH_BONUS * math.pow(0.5, max(age, 0.0) / FRESH_HALF_LIFE_H)
+        penalty = 0.0
+        if c.author_id is not None and c.author_id in not_interested_authors:
+            penalty = NOT_INTERESTED_PENALTY
+        sim = c.sim_not_interested
+        if sim == sim and sim > NOT_INTERESTED_SIM:
+            penalty = max(penalty, NOT_INTERESTED_PENALTY * min(1.0, (sim - NOT_INTERESTED_SIM) / (1 - NOT_INTERESTED_SIM) * 2))
+        c.score = float(zi + bonus - penalty)
+
+
+def diversify(candidates: Sequence[Candidate], *, author_cap: int = AUTHOR_CAP, topic_cap: int = TOPIC_CAP,
+              window: int = WINDOW) -> list[Candidate]:
+    """Best score first, under caps: in any ``window`` consecutive positions at most ``author_cap`` posts of a
+    creator and ``topic_cap`` of a topic. When nothing left fits (a narrow pool), the best remaining goes
+    in anyway: the caps order the feed, they never shorten it."""
+    pool = sorted(candidates, key=lambda c: (-c.score, c.post_id))
+    out: list[Candidate] = []
+    while pool:
+        recent = out[-(window - 1):] if window > 1 else []
+        authors: dict[str | None, int] = {}
+        topics: dict[str | None, int] = {}
+        for c in recent:
+            authors[c.author_id] = authors.get(c.author_id, 0) + 1
+            topics[c.topic] = topics.get(c.topic, 0) + 1
+        pick = 0
+        for i, c in enumerate(pool):
+            if (c.author_id is None or authors.get(c.author_id, 0) < author_cap) and (
+                    c.topic is None or topics.get(c.topic, 0) < topic_cap):
+                pick = i
+                break
+        out.append(pool.pop(pick))
+    return out
