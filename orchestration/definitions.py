@@ -13,12 +13,13 @@ import assets.content as content  # noqa: E402
 import assets.engagement as engagement  # noqa: E402
 import assets.ingest as ingest  # noqa: E402
 import assets.moderation as moderation  # noqa: E402
+import assets.ranking as ranking  # noqa: E402
 import assets.trends as trends  # noqa: E402
 import assets.warehouse as warehouse  # noqa: E402
 from orchestration.jobs import build_jobs_and_schedules  # noqa: E402
 from orchestration.resources import build_resources  # noqa: E402
 
-DOMAINS = (ingest, warehouse, engagement, moderation, content, trends)
+DOMAINS = (ingest, warehouse, engagement, moderation, content, trends, ranking)
 
 
 def _collect(attr: str) -> list:

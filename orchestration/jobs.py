@@ -13,8 +13,9 @@ from socialpulse.settings import get_settings
 #: domains whose assets run in their own jobs, not in the shared refresh jobs: moderation's are driven by
 #: its sensor (new posts) and its own schedule, and its model is trained by text_model_job on demand;
 #: content's follow moderation (content_sensor) and a daily interest schedule (models load once per run);
-#: trends' run hourly (trends_job, one Spark session per run) after moderation and content
-OWN_JOB_GROUPS = frozenset({"moderation", "content", "trends"})
+#: trends' run hourly (trends_job, one Spark session per run) after moderation and content; ranking's
+#: training set, ranker and serving state run on their own schedules (assets/ranking)
+OWN_JOB_GROUPS = frozenset({"moderation", "content", "trends", "ranking"})
 
 
 def _shared(a) -> bool:

@@ -33,6 +33,7 @@ class Stores:
         self._redis: redis.Redis | None = None
         self._pg: ConnectionPool | None = None
         self._encoder = None
+        self._ranker: RankerHolder | None = None
 
     @property
     def redis(self) -> redis.Redis:
@@ -58,6 +59,7 @@ class Stores:
                     timeout=PG_POOL_TIMEOUT_S,
                     kwargs={"connect_timeout": 3},
                     check=self._check_pg,
+                    configure=_configure_pg,
                     reconnect_timeout=PG_RECONNECT_TIMEOUT_S,
                     open=True,
                     name="serving",
@@ -76,6 +78,13 @@ class Stores:
             raise
 
     @property
+    def ranker(self) -> "RankerHolder":
+        with self._lock:
+            if self._ranker is None:
+                self._ranker = RankerHolder(self.settings)
+            return self._ranker
+
+    @property
     def query_encoder(self) -> "QueryEncoder":
         with self._lock:
             if self._encoder is None:
@@ -90,6 +99,65 @@ class Stores:
             if self._pg is not None:
                 self._pg.close()
                 self._pg = None
+
+
+def _configure_pg(conn) -> None:
+    from socialpulse.vectors import configure_session
+
+    configure_session(conn)
+
+
+class RankerHolder:
+    """The champion feed ranker, loaded from the MLflow registry off the request path and re-checked every
+    :data:`RANKER_CHECK_S` seconds. ``get()`` never blocks on MLflow: until a champion is loaded (none
+    registered, MLflow down) it returns None and the feed ranks with the heuristic, saying so."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._ranker = None
+        self._checked = float("-inf")
+        self._loading = threading.Lock()
+        self.error: str | None = None
+
+    def _refresh(self) -> None:
+        from socialpulse.model_registry import RegistryUnavailable
+        from socialpulse.ranking import registry
+
+        try:
+            info = registry.champion_info(self.settings.mlflow)
+            if info is None:
+                self.error = "no champion feed ranker is registered yet"
+            elif self._ranker is None or info["model_version"] != self._ranker.version:
+                self._ranker = registry.load_champion(self.settings.mlflow, self.settings.model_cache)
+                self.error = None
+            else:
+                self.error = None
+        except (RegistryUnavailable, OSError, ValueError, LookupError) as exc:
+            self.error = f"the model registry is unavailable ({type(exc).__name__})"
+        except Exception as exc:  # noqa: BLE001 - a broken registry must never break the feed
+            self.error = f"the champion ranker could not be loaded ({type(exc).__name__})"
+        finally:
+            self._loading.release()
+
+    def get(self):
+        import time
+
+        now = time.monotonic()
+        if now - self._checked >= RANKER_CHECK_S and self._loading.acquire(blocking=False):
+            self._checked = now
+            threading.Thread(target=self._refresh, name="ranker-refresh", daemon=True).start()
+        return self._ranker
+
+    def load_now(self):
+        """Load (or re-check) synchronously: used at startup and by tests."""
+        self._loading.acquire()
+        self._checked = __import__("time").monotonic()
+        self._refresh()
+        return self._ranker
+
+
+#: how often the API asks the registry whether the champion changed
+RANKER_CHECK_S = 60.0
 
 
 class QueryEncoder:

@@ -276,3 +276,14 @@ def get_feed_ranking_features(settings: Settings, user_id: str, post_ids: list[s
         entity_rows=[{"post_id": p, "user_id": user_id} for p in post_ids],
     ).to_dict()
     return [{name: column[i] for name, column in response.items()} for i in range(len(post_ids))]
+
+
+def historical_feed_features(settings: Settings, entity_df) -> "Any":
+    """``feed_ranking_v1`` features point in time for ``entity_df`` (pandas: ``user_id``, ``post_id``,
+    ``event_timestamp`` UTC, plus any columns to carry): each row gets, per feature view, the latest row whose
+    ``feature_ts`` is at or before its ``event_timestamp`` and within the view's TTL, never a later one.
+    Returns a pandas DataFrame with the entity columns and the features (nulls where no row qualifies)."""
+    ensure_duckdb_delta()
+    store = feature_store(settings)
+    job = store.get_historical_features(entity_df=entity_df, features=_service(store, FEED_RANKING_SERVICE))
+    return job.to_df()

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     intraday_refresh_cron: str = Field(default="*/15 * * * *", description="when today's partition of the "
                                        "shared daily assets (engagement features, Feast, exports) is refreshed")
     ingest_dedupe_ttl_s: int = 7 * 24 * 3600
+    # the For You feed
+    feed_state_cron: str = Field(default="*/10 * * * *", description="when the feed's serving state (candidate "
+                                 "lists, packed post features, per-user state) is rebuilt into Redis")
+    feed_training_days: int = Field(default=14, ge=3, description="days of impressions the ranker trains on "
+                                    "(the last is held out as the test split, the one before as validation)")
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
@@ -99,6 +104,11 @@ class Settings(BaseSettings):
     @property
     def dagster_home(self) -> Path:
         return self.home_abs / "dagster"
+
+    @property
+    def model_cache(self) -> Path:
+        """Where serving keeps downloaded registry models (one folder per registered version)."""
+        return self.home_abs / "models"
 
     @property
     def feast_repo_state(self) -> Path:

@@ -373,3 +373,55 @@ def creators(conn: psycopg.Connection, prefix: str, limit: int, also: Sequence[s
 
 def _like(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+# --- the feed's candidate read (one round trip) ----------------------------------------------------------------
+def configure_session(conn: psycopg.Connection) -> None:
+    """Session settings of a serving connection (set once per connection, so a request needs no SET round
+    trip): HNSW's ``ef_search`` and pgvector's iterative scan, as :func:`nearest` uses them."""
+    conn.execute(f"SET hnsw.ef_search = {int(EF_SEARCH)}")
+    conn.execute("SET hnsw.iterative_scan = relaxed_order")
+    conn.commit()
+
+
+def feed_candidates(conn: psycopg.Connection, user_id: str, other_ids: Sequence[str], not_interested: Sequence[str],
+                    k_interest: int) -> list[dict]:
+    """In one statement: the ``k_interest`` servable posts nearest to the user's interest vector (the
+    cold-start vector for a user without one) and the servable ones among ``other_ids`` (the other candidate
+    sources), each with its author, hashtags, creation time, cosine similarity to the interest vector and
+    the highest similarity to the posts the user marked not interested. Posts not servable (pending, review,
+    limit, remove) never come back. Rows: ``post_id, author_id, hashtags, created_at, sim_interest,
+    sim_not_interested, nearest``."""
+    _require_index(conn)
+    table = f"{SCHEMA}.{POSTS_TABLE}"
+    servable = json.dumps(SERVABLE)
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""WITH u AS (SELECT embedding FROM {SCHEMA}.user_vectors WHERE user_id = ANY(%(users)s)
+                           ORDER BY (user_id = %(user)s) DESC LIMIT 1),
+                     ann AS (SELECT p.id FROM {table} p WHERE p.metadata @> %(servable)s::jsonb
+                             ORDER BY p.embedding <=> (SELECT embedding FROM u) LIMIT %(k)s),
+                     ni AS (SELECT embedding FROM {table} WHERE id = ANY(%(ni)s)),
+                     ids AS (SELECT id, true AS nearest FROM ann
+                             UNION ALL SELECT unnest(%(others)s::text[]), false)
+                SELECT p.id AS post_id, p.metadata->>'author_id' AS author_id, p.metadata->'hashtags' AS hashtags,
+                       p.metadata->>'created_at' AS created_at,
+                       1 - (p.embedding <=> (SELECT embedding FROM u)) AS sim_interest,
+                       (SELECT max(1 - (p.embedding <=> ni.embedding)) FROM ni) AS sim_not_interested,
+                       bool_or(ids.nearest) AS nearest
+                FROM ids JOIN {table} p ON p.id = ids.id
+                WHERE p.metadata @> %(servable)s::jsonb
+                GROUP BY p.id, p.metadata, p.embedding""",
+            {"users": [user_id, COLD_START_USER], "user": user_id, "servable": servable, "k": int(k_interest),
+             "ni": list(not_interested), "others": list(other_ids)}).fetchall()
+
+
+def recent_servable(conn: psycopg.Connection, limit: int) -> list[dict]:
+    """The newest servable posts (the feed's popularity fallback when Redis, and with it the candidate
+    lists, cannot be reached)."""
+    if not relation_exists(conn, f"{SCHEMA}.{POSTS_TABLE}"):
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""SELECT id AS post_id FROM {SCHEMA}.{POSTS_TABLE} WHERE metadata @> %s::jsonb
+                ORDER BY metadata->>'created_at' DESC LIMIT %s""", (json.dumps(SERVABLE), limit)).fetchall()

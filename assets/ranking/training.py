@@ -1,0 +1,130 @@
+"""Training sets and offline evaluation of the feed ranker (pure: Arrow / numpy / pandas in and out).
+
+- :func:`pair_features` computes the request-time features of (user, post) pairs as of a cutoff (the user's
+  interest vector of the day before, whether they followed the creator before, the post's age);
+- :func:`assemble` lays the Feast point-in-time features beside them in :data:`FEATURES` order;
+- :func:`time_split` splits days into train / validation / test by time;
+- :func:`evaluate_rankings` scores the model and the ablations on the held-out impressions, per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from socialpulse.ranking import metrics
+from socialpulse.ranking.model import FEATURES, POST_FEATURES, USER_FEATURES, relevance_grade
+
+#: the metrics the ranker is judged and gated on (held-out split, per feed request)
+EVAL_KS = (10,)
+EVAL_METRICS = ("ndcg", "map", "recall")
+CANDIDATES_K = 200
+
+
+def pair_features(labels: pa.Table, interest: Mapping[str, np.ndarray], cold_start: np.ndarray | None,
+                  post_vectors: Mapping[str, np.ndarray], follows: set[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """``sim_interest`` (cosine of the user's interest vector, the cold-start one when they have none, with
+    the post's vector; NaN when either is unknown), ``follows_author`` (0/1) and ``age_hours`` (hours from the
+    post's creation to serving) for each row of ``labels``."""
+    users = labels["user_id"].to_pylist()
+    posts = labels["post_id"].to_pylist()
+    authors = labels["author_id"].to_pylist()
+    n = len(users)
+    sim = np.full(n, np.nan)
+    for i, (u, p) in enumerate(zip(users, posts)):
+        uv = interest.get(u, cold_start)
+        pv = post_vectors.get(p)
+        if uv is not None and pv is not None:
+            sim[i] = float(np.dot(uv, pv))
+    follows_author = np.fromiter(((u, a) in follows for u, a in zip(users, authors)), dtype=np.float64, count=n)
+    served = labels["served_at"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+    created = labels["post_created_at"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+    age_h = np.maximum(served - created, 0) / 3.6e9
+    return {"sim_interest": sim, "follows_author": follows_author, "age_hours": age_h}
+
+
+def assemble(pair: Mapping[str, np.ndarray], historical) -> np.ndarray:
+    """The ``(n, len(FEATURES))`` matrix: pair features, then the Feast point-in-time features (``historical``
+    is the DataFrame :func:`socialpulse.features.historical_feed_features` returned, in the same row order)."""
+    cols = []
+    for name in FEATURES:
+        if name in pair:
+            cols.append(np.asarray(pair[name], dtype=np.float64))
+        elif name in POST_FEATURES or name in USER_FEATURES:
+            cols.append(historical[name].astype("float64").to_numpy() if name in historical else np.full(len(historical), np.nan))
+        else:
+            raise KeyError(f"no source for feature {name!r}")
+    return np.column_stack(cols) if cols else np.zeros((0, len(FEATURES)))
+
+
+def grades(labels: pa.Table) -> np.ndarray:
+    return relevance_grade(labels["completion"].to_numpy(zero_copy_only=False),
+                           labels["liked"].to_numpy(zero_copy_only=False), labels["commented"].to_numpy(zero_copy_only=False),
+                           labels["shared"].to_numpy(zero_copy_only=False), labels["followed"].to_numpy(zero_copy_only=False))
+
+
+def time_split(days: Sequence[dt.date]) -> dict[str, list[dt.date]]:
+    """By time, never at random: the last day is the held-out test split, the day before it validation
+    (early stopping), every earlier day training. Needs at least three days."""
+    days = sorted(set(days))
+    if len(days) < 3:
+        raise ValueError(f"a time-based split needs at least 3 days of impressions, got {len(days)}: "
+                         f"{[d.isoformat() for d in days]}")
+    return {"train": days[:-2], "validation": [days[-2]], "test": [days[-1]]}
+
+
+def per_request(request_ids: Sequence[str], post_ids: Sequence[str], y: np.ndarray,
+                scores: np.ndarray) -> tuple[dict[str, list[str]], dict[str, dict[str, int]]]:
+    """(ranked posts per request by ``scores``, graded relevant posts per request)."""
+    ranked: dict[str, list[tuple[float, str]]] = {}
+    relevant: dict[str, dict[str, int]] = {}
+    for r, p, g, s in zip(request_ids, post_ids, y, scores):
+        ranked.setdefault(r, []).append((-float(s), p))
+        rel = relevant.setdefault(r, {})
+        if g > 0:
+            rel[p] = max(int(g), rel.get(p, 0))
+    return {r: [p for _, p in sorted(v)] for r, v in ranked.items()}, relevant
+
+
+def evaluate_rankings(request_ids: Sequence[str], post_ids: Sequence[str], y: np.ndarray,
+                      systems: Mapping[str, np.ndarray], ks: Sequence[int] = EVAL_KS) -> dict[str, dict[str, float]]:
+    """Each system's ``ndcg/map/recall@K`` re-ranking the impressions of every held-out request (requests
+    without a positive are skipped, as :func:`socialpulse.ranking.metrics.evaluate` says)."""
+    out = {}
+    for name, scores in systems.items():
+        ranked, relevant = per_request(request_ids, post_ids, y, scores)
+        out[name] = metrics.evaluate(ranked, relevant, ks, EVAL_METRICS)
+    return out
+
+
+def candidate_recall(user_ids: Sequence[str], positives: Mapping[str, set[str]], candidates: Mapping[str, Sequence[str]],
+                     k: int = CANDIDATES_K) -> float:
+    """Share of the users' positively graded test posts that their first ``k`` merged candidates contain
+    (micro-averaged over posts)."""
+    hit = total = 0
+    for u in user_ids:
+        pos = positives.get(u, set())
+        if not pos:
+            continue
+        cands = set(list(candidates.get(u, ()))[:k])
+        hit += len(pos & cands)
+        total += len(pos)
+    return hit / total if total else 0.0
+
+
+def nearest_posts(user_vectors: np.ndarray, post_matrix: np.ndarray, post_ids: Sequence[str], k: int) -> list[list[str]]:
+    """Exact top-``k`` posts by dot product per user (the offline twin of the pgvector candidate source)."""
+    if len(post_ids) == 0:
+        return [[] for _ in range(len(user_vectors))]
+    k = min(k, len(post_ids))
+    ids = np.asarray(post_ids, dtype=object)
+    out: list[list[str]] = []
+    for start in range(0, len(user_vectors), 512):
+        sims = user_vectors[start:start + 512] @ post_matrix.T
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        for row, idx in zip(sims, top):
+            out.append(ids[idx[np.argsort(-row[idx])]].tolist())
+    return out

@@ -1,0 +1,138 @@
+"""The For You feed: ``GET /v1/feed``, ranked from materialized outputs only (Redis serving state,
+Postgres/pgvector candidates, the registered ranker).
+
+Per first page: one pipelined Redis read (user state, candidate lists), one Postgres statement (nearest posts
+to the interest vector plus every other candidate's servability and similarities), one pipelined Redis read
+(packed post features, seen flags, live moderation gate), scoring and re-ranking in process; after the
+response, one Redis write (the rest of the ranking for later pages, seen posts, impressions on the ingest
+stream). Later pages read the kept ranking. Degraded modes answer 200 and say so in ``degraded``:
+``redis`` (no state: interest and recent posts from Postgres, nothing remembered or logged) and ``model``
+(no champion ranker loaded: the heuristic ranks).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Annotated
+
+import numpy as np
+import redis as redis_lib
+from fastapi import APIRouter, BackgroundTasks, Query
+from starlette.concurrency import run_in_threadpool
+
+from serving.deps import SettingsDep, StoresDep
+from serving.errors import ApiError, call_store, is_unreachable
+from socialpulse import vectors
+from socialpulse.ingest import IMPRESSIONS_STREAM, ImpressionIn, impression_items
+from socialpulse.ranking import feed as feed_logic
+from socialpulse.ranking import store as feed_store
+from socialpulse.ranking.model import POST_FEATURES, USER_FEATURES
+
+router = APIRouter(tags=["feed"])
+
+UserId = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+$",
+                              description="the viewing user (from the token once auth exists)")]
+Limit = Annotated[int, Query(ge=1, le=50, description="posts on this page")]
+
+
+def _redis_call(fn, *args):
+    """A Redis call whose unreachability degrades the feed instead of failing it: (result, ok)."""
+    try:
+        return fn(*args), True
+    except Exception as exc:
+        if is_unreachable(exc) or isinstance(exc, redis_lib.exceptions.RedisError):
+            return None, False
+        raise
+
+
+def _first_page(stores, user_id: str, limit: int, state, redis_ok: bool, degraded: list[str]):
+    pool = stores.pg_pool
+    lists = state.lists if state is not None else {}
+    others = feed_logic.other_sources(lists, state.sources) if state is not None else {}
+    with pool.connection() as conn:
+        if not redis_ok:
+            others = {"popular": [r["post_id"] for r in vectors.recent_servable(conn, feed_logic.PER_SOURCE)]}
+        extra = sorted({p for ids in others.values() for p in ids})
+        rows = vectors.feed_candidates(conn, user_id, extra, lists.get("not_interested", [])[:20],
+                                       feed_logic.K_INTEREST)
+    now = dt.datetime.now(dt.timezone.utc)
+    cands = feed_logic.candidates_from_rows(rows, others, now)
+    ids = [c.post_id for c in cands]
+    post_feats, seen, held = np.full((len(ids), len(POST_FEATURES)), np.nan), np.zeros(len(ids), bool), set()
+    if redis_ok:
+        got, ok = _redis_call(feed_store.read_candidate_state, stores.redis, user_id, ids)
+        if ok:
+            post_feats, seen, held = got
+        else:
+            degraded.append("redis")
+    ranker = stores.ranker.get()
+    if ranker is None:
+        degraded.append("model")
+    user_feats = state.user_features if state is not None else np.full(len(USER_FEATURES), np.nan)
+    return feed_logic.rank(user_id, cands, post_feats, seen, held, lists, user_feats, ranker), len(cands)
+
+
+def _log_served(stores, settings, user_id: str, request_id: str, page: list[dict], rest: dict | None,
+                model_version: str) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    imps = [ImpressionIn(impression_id=f"{request_id}:{it['position']}", request_id=request_id, user_id=user_id,
+                         post_id=it["post_id"], position=it["position"], source=it["source"],
+                         model_version=model_version, score=it["score"], served_at=now) for it in page]
+    try:
+        feed_store.write_served(stores.redis, user_id, request_id, [it["post_id"] for it in page], rest,
+                                impression_items(imps), IMPRESSIONS_STREAM, settings.ingest_dedupe_ttl_s)
+    except redis_lib.exceptions.RedisError:
+        pass  # Redis went away after the state read: the page was served; nothing to remember it in
+
+
+@router.get("/v1/feed", summary="The For You feed of a user, one page at a time")
+async def get_feed(user_id: UserId, stores: StoresDep, settings: SettingsDep, background: BackgroundTasks,
+                   limit: Limit = 10, cursor: Annotated[str | None, Query(max_length=400)] = None) -> dict:
+    """Ranked posts for ``user_id``; pass ``next_cursor`` back as ``cursor`` for the next page (a post is
+    never repeated within a feed session). ``degraded`` lists what the answer had to do without."""
+    t0 = time.perf_counter()
+    request_id, offset = feed_logic.new_request_id(), 0
+    if cursor is not None:
+        try:
+            request_id, offset = feed_logic.decode_cursor(cursor, user_id)
+        except feed_logic.CursorError as exc:
+            raise ApiError(422, f"cursor: {exc}") from None
+    degraded: list[str] = []
+    state, redis_ok = await run_in_threadpool(_redis_call, feed_store.read_request_state, stores.redis, user_id,
+                                              request_id if cursor else None)
+    if not redis_ok:
+        degraded.append("redis")
+    kept = state.page if (state is not None and cursor is not None) else None
+    if kept is not None and kept.get("offset") == offset:
+        items, model_version, candidates = kept["items"], kept["model_version"], kept.get("candidates", 0)
+        held = (await run_in_threadpool(_redis_call, feed_store.read_candidate_state, stores.redis, user_id,
+                                        [it["post_id"] for it in items[:limit * 2]]))[0]
+        if held is not None:
+            items = [it for it in items if it["post_id"] not in held[2]]
+    else:
+        if cursor is not None and redis_ok:
+            offset = 0  # the kept ranking expired: rank afresh (seen posts are left out, so nothing repeats)
+        ranked, candidates = await call_store("feed", _first_page, stores, user_id, limit, state, redis_ok, degraded)
+        items = [feed_logic.item_json(c, offset + i) for i, c in enumerate(ranked.items)]
+        model_version = ranked.model_version
+        if not redis_ok:
+            items = items[offset:]  # no kept ranking: the deterministic re-ranking, skipping pages served
+    page, rest_items = items[:limit], items[limit:]
+    for i, it in enumerate(page):
+        it["position"] = offset + i
+    next_offset = offset + len(page)
+    rest = {"offset": next_offset, "items": rest_items, "model_version": model_version, "candidates": candidates}
+    if redis_ok and page:
+        background.add_task(_log_served, stores, settings, user_id, request_id, page, rest if rest_items else None,
+                            model_version)
+    return {
+        "user_id": user_id,
+        "request_id": request_id,
+        "items": page,
+        "next_cursor": feed_logic.encode_cursor(request_id, next_offset, user_id) if rest_items else None,
+        "model_version": model_version,
+        "candidates": candidates,
+        "degraded": sorted(set(degraded)),
+        "took_ms": round((time.perf_counter() - t0) * 1000, 2),
+    }

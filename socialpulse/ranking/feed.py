@@ -1,0 +1,145 @@
+"""One feed request, pure: candidate sources from the serving state, the feature matrix, scoring with the
+champion ranker (or the heuristic when there is none), re-ranking, pages and cursors.
+
+The serving route does the I/O (Redis, Postgres) and calls these in order; see ``serving/api/routes/feed.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from socialpulse.ranking.model import FEATURES, POST_FEATURES, USER_FEATURES, Ranker, heuristic_scores
+from socialpulse.ranking.rerank import Candidate, adjust, diversify, eligible, merge_candidates
+
+#: candidates ranked per request, and how many each source may offer
+CANDIDATES = 500
+PER_SOURCE = 150
+K_INTEREST = 300
+#: posts kept, in order, for a request's later pages
+MAX_RANKED = 200
+HEURISTIC = "heuristic"
+
+
+class CursorError(ValueError):
+    """A cursor this API did not make (or made for another user)."""
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+def encode_cursor(request_id: str, offset: int, user_id: str) -> str:
+    raw = json.dumps({"r": request_id, "o": offset, "u": user_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, user_id: str) -> tuple[str, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        request_id, offset, owner = str(data["r"]), int(data["o"]), str(data["u"])
+    except (ValueError, KeyError, TypeError):
+        raise CursorError("cursor is not one this API returned (pass next_cursor back unchanged)") from None
+    if owner != user_id:
+        raise CursorError("cursor belongs to another user's feed")
+    if offset < 0:
+        raise CursorError("cursor offset must not be negative")
+    return request_id, offset
+
+
+def other_sources(lists: Mapping[str, Sequence[str]], sources: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """The non-vector candidate sources of a request: followed creators' recent posts, trending, fresh and
+    popular posts, each cut to :data:`PER_SOURCE`."""
+    out = {"following": list(lists.get("following", ()))[:PER_SOURCE]}
+    for name in ("trending", "fresh", "popular"):
+        out[name] = list(sources.get(name, ()))[:PER_SOURCE]
+    return out
+
+
+def _age_hours(created_at: str | None, now: dt.datetime) -> float:
+    if not created_at:
+        return float("nan")
+    try:
+        ts = dt.datetime.fromisoformat(created_at)
+    except ValueError:
+        return float("nan")
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=dt.timezone.utc)
+    return max((now - ts).total_seconds() / 3600.0, 0.0)
+
+
+def candidates_from_rows(rows: Sequence[Mapping], others: Mapping[str, Sequence[str]], now: dt.datetime,
+                         limit: int = CANDIDATES) -> list[Candidate]:
+    """Merge the sources over the servable rows Postgres returned (a post it did not return is not
+    servable, whatever source offered it); each candidate carries its row's author, topic, age and similarities."""
+    by_id = {r["post_id"]: r for r in rows}
+    nearest = sorted((r for r in rows if r.get("nearest")), key=lambda r: -(r.get("sim_interest") or -2.0))
+    sources = {"interest": [r["post_id"] for r in nearest]}
+    sources.update({name: [p for p in ids if p in by_id] for name, ids in others.items()})
+    merged = merge_candidates(sources, limit)
+    for c in merged:
+        r = by_id[c.post_id]
+        tags = r.get("hashtags") or []
+        c.author_id = r.get("author_id")
+        c.topic = tags[0] if tags else None
+        c.age_hours = _age_hours(r.get("created_at"), now)
+        sim = r.get("sim_interest")
+        c.sim_interest = float(sim) if sim is not None else float("nan")
+        ni = r.get("sim_not_interested")
+        c.sim_not_interested = float(ni) if ni is not None else float("nan")
+    return merged
+
+
+def feature_matrix(candidates: Sequence[Candidate], post_features: np.ndarray, user_features: np.ndarray,
+                   followed: set[str]) -> np.ndarray:
+    """Rows of :data:`FEATURES` for the candidates (``post_features`` in the same order)."""
+    n = len(candidates)
+    X = np.full((n, len(FEATURES)), np.nan)
+    col = {name: i for i, name in enumerate(FEATURES)}
+    for i, c in enumerate(candidates):
+        X[i, col["sim_interest"]] = c.sim_interest
+        X[i, col["follows_author"]] = 1.0 if c.author_id in followed else 0.0
+        X[i, col["age_hours"]] = c.age_hours
+    if n:
+        for j, name in enumerate(POST_FEATURES):
+            X[:, col[name]] = post_features[:, j]
+        for j, name in enumerate(USER_FEATURES):
+            X[:, col[name]] = user_features[j]
+    return X
+
+
+@dataclass
+class Ranked:
+    items: list[Candidate]
+    model_version: str
+
+
+def rank(user_id: str, candidates: list[Candidate], post_features: np.ndarray, seen: np.ndarray,
+         hidden_posts: set[str], lists: Mapping[str, Sequence[str]], user_features: np.ndarray,
+         ranker: Ranker | None) -> Ranked:
+    """Filter, score and re-rank one request's candidates; at most :data:`MAX_RANKED` come back, in order."""
+    seen_ids = {c.post_id for c, s in zip(candidates, seen) if s} | hidden_posts
+    keep_idx = {id(c) for c in eligible(candidates, user_id=user_id, seen=seen_ids,
+                                        blocked=set(lists.get("blocked", ())), unfollowed=set(lists.get("unfollowed", ())))}
+    rows = [i for i, c in enumerate(candidates) if id(c) in keep_idx]
+    kept = [candidates[i] for i in rows]
+    X = feature_matrix(kept, post_features[rows] if len(rows) else np.zeros((0, len(POST_FEATURES))),
+                       user_features, set(lists.get("followed", ())))
+    if ranker is not None:
+        scores, version = ranker.score(X), ranker.version
+    else:
+        scores, version = heuristic_scores(X), HEURISTIC
+    adjust(kept, scores, not_interested_authors=set(lists.get("not_interested_authors", ())))
+    return Ranked(items=diversify(kept)[:MAX_RANKED], model_version=version)
+
+
+def item_json(c: Candidate, position: int, created_at: str | None = None) -> dict:
+    return {"post_id": c.post_id, "author_id": c.author_id, "topic": c.topic, "source": c.source,
+            "score": round(c.score, 4), "position": position}
