@@ -17,10 +17,10 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: $(LOCK) requirements/nodeps.txt pyproject.toml
+$(VENV)/.installed: $(LOCK) requirements/nodeps.txt requirements/overrides.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --python $(BIN)/python -q -r $(LOCK) $(TORCH_SRC)
+	$(BIN)/uv pip install --python $(BIN)/python -q -r $(LOCK) --override requirements/overrides.txt $(TORCH_SRC)
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -r requirements/nodeps.txt
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
 	$(BIN)/python -c "import duckdb_extensions; duckdb_extensions.import_extension('delta')"
@@ -28,7 +28,7 @@ $(VENV)/.installed: $(LOCK) requirements/nodeps.txt pyproject.toml
 
 lock:
 	$(BIN)/uv pip compile requirements/requirements.in -c requirements/constraints.txt \
-	  --python-version 3.11 $(TORCH_SRC) -o $(LOCK)
+	  --override requirements/overrides.txt --python-version 3.11 $(TORCH_SRC) -o $(LOCK)
 
 demo: install
 	$(BIN)/socialpulse demo

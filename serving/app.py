@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
             threading.Thread(target=_warm_feature_store, args=(settings,), name="warm-features", daemon=True).start()
             threading.Thread(target=_warm_query_encoder, args=(app.state.stores,), name="warm-encoder",
                              daemon=True).start()
+            app.state.stores.ranker.get()  # starts loading the champion feed ranker in the background
         try:
             yield
         finally:

@@ -709,7 +709,7 @@ def _interactions_day(world: World, posts: _PostState, follows: _FollowState, d:
 
 
 #: the logging policy of the synthetic world: every view was served to the viewer IMPRESSION_LEAD_US
-#: before it started, in one feed request per viewer and hour
+#: before it started, in one feed request per viewer and day
 SYNTHETIC_POLICY = "synthetic-policy"
 IMPRESSION_LEAD_US = SECOND_US
 
@@ -717,19 +717,17 @@ IMPRESSION_LEAD_US = SECOND_US
 def _impressions(day: dt.date, etype: np.ndarray, user: np.ndarray, epost: np.ndarray, ets: np.ndarray,
                  event_ids: pa.Array, user_ids: pa.Array, post_ids: pa.Array) -> pa.Table:
     """One impression per view (what the world's own feed served): no random draws, so the other tables
-    stay byte-identical. Request = viewer x hour; position = order of serving within the request."""
+    stay byte-identical. Request = the viewer's day (one feed session); position = order of serving in it."""
     vi = np.flatnonzero(etype == 0)
     served = np.maximum(ets[vi] - IMPRESSION_LEAD_US, _day_start_us(day))  # its day stays the view's day
-    hour = (served - _day_start_us(day)) // (3600 * SECOND_US)
-    key = user[vi] * 24 + np.clip(hour, 0, 23)
+    key = user[vi]
     order = np.lexsort((served, key))
     starts = np.r_[0, np.flatnonzero(np.diff(key[order])) + 1]
     position = np.empty(len(vi), np.int32)
     position[order] = np.arange(len(vi)) - np.repeat(starts, np.diff(np.r_[starts, len(vi)]))
     vi_arr = pa.array(vi)
     view_ids = event_ids.take(vi_arr)
-    hours = pa.array(np.char.zfill(np.clip(hour, 0, 23).astype(str), 2))
-    request_ids = pc.binary_join_element_wise(pa.array([f"r{day:%Y%m%d}"] * len(vi)), user_ids.take(vi_arr), hours, "-")
+    request_ids = pc.binary_join_element_wise(pa.array([f"r{day:%Y%m%d}"] * len(vi)), user_ids.take(vi_arr), "-")
     return pa.table({
         "impression_id": pc.binary_join_element_wise(pa.array(["i"] * len(vi)), view_ids, ""),
         "request_id": request_ids,

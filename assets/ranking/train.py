@@ -94,6 +94,22 @@ def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date
             "users": len(users), "posts_indexed": len(ids)}
 
 
+def _champion(settings: Settings, log: Callable[[str], None]) -> Ranker | None:
+    """The current champion, to re-score on this run's held-out split (the gate compares like with like)."""
+    from socialpulse.model_registry import RegistryUnavailable
+    from socialpulse.ranking import registry
+
+    try:
+        return registry.load_champion(settings.mlflow, settings.model_cache)
+    except LookupError:
+        return None
+    except ValueError as exc:  # a champion of another feature layout cannot score this split
+        log(f"ranker: the champion cannot score this split ({exc}); gating on its recorded value")
+        return None
+    except RegistryUnavailable:
+        raise
+
+
 def train_and_register(settings: Settings, *, register: bool = True, log: Callable[[str], None] = print,
                        days: int | None = None) -> dict:
     """Train on the training set's last ``days`` days (setting ``feed_training_days``), evaluate on its last
@@ -129,7 +145,12 @@ def train_and_register(settings: Settings, *, register: bool = True, log: Callab
         "interest_only": np.nan_to_num(Xt[:, col["sim_interest"]], nan=-2.0),
         "logged_order": -test["position"].to_numpy(zero_copy_only=False).astype(np.float64),
     }
+    champion = _champion(settings, log) if register else None
+    if champion is not None:
+        systems["champion"] = champion.score(Xt)
     evaluation = evaluate_rankings(test["request_id"].to_pylist(), test["post_id"].to_pylist(), yt, systems)
+    if champion is not None:
+        evaluation["champion"]["version"] = champion.version
     evaluation["candidates"] = candidate_generation_recall(settings, test, split["test"][0])
     evaluation["split"] = {k: [d.isoformat() for d in v] for k, v in split.items()}
     evaluation["rows"] = {"train": len(X), "validation": len(Xv), "test": len(Xt)}

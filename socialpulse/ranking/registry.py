@@ -17,6 +17,8 @@ MODEL_NAME = "socialpulse-feed-ranker"
 EXPERIMENT = "feed-ranking"
 #: the held-out metric a new version must beat (strictly) to become champion
 GATE_METRIC = "ndcg@10"
+#: the registry tag that holds it (MLflow names may not contain "@")
+GATE_TAG = "heldout_ndcg_at_10"
 REQUIREMENTS = ("mlflow", "numpy", "pandas", "lightgbm")
 
 
@@ -48,7 +50,7 @@ def _pyfunc():
 
 
 def _gate_value(client, mv) -> float | None:
-    tag = (mv.tags or {}).get(GATE_METRIC)
+    tag = (mv.tags or {}).get(GATE_TAG)
     try:
         return float(tag) if tag not in (None, "") else None
     except ValueError:
@@ -65,14 +67,16 @@ def champion_info(tracking_uri: str) -> dict | None:
         if mv is None:
             return None
         return {"version": str(mv.version), "model_version": (mv.tags or {}).get("model_version"),
-                GATE_METRIC: _gate_value(client, mv), "run_id": mv.run_id}
+                "gate": _gate_value(client, mv), "run_id": mv.run_id}
 
 
 def log_and_promote(tracking_uri: str, ranker: Ranker, *, evaluation: Mapping[str, Any], params: Mapping[str, Any],
                     force: bool = False) -> dict:
     """Log the run (params, every metric of ``evaluation``, the evaluation as JSON), register the model and
-    promote it when ``evaluation["model"][GATE_METRIC]`` beats the champion's (or there is none, or
-    ``force``). Returns ``{run_id, version, promoted, champion_version, gate, previous_gate}``."""
+    promote it when ``evaluation["model"][GATE_METRIC]`` beats the champion's on the same held-out split
+    (``evaluation["champion"]``, the champion re-scored on it; without it, the champion's own recorded value),
+    or there is no champion, or ``force``. Returns ``{run_id, version, promoted, champion_version, gate,
+    previous_gate}``."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -89,9 +93,12 @@ def log_and_promote(tracking_uri: str, ranker: Ranker, *, evaluation: Mapping[st
             info = mlflow.pyfunc.log_model(name="model", python_model=_pyfunc(), artifacts={"ranker": str(folder)},
                                            pip_requirements=_requirements())
         mv = mlflow.register_model(info.model_uri, MODEL_NAME,
-                                   tags={"model_version": ranker.version, GATE_METRIC: repr(float(gate))})
+                                   tags={"model_version": ranker.version, GATE_TAG: repr(float(gate))})
         current = champion_version(client, MODEL_NAME)
-        previous = _gate_value(client, current) if current is not None else None
+        previous = None
+        if current is not None:
+            same_split = (evaluation.get("champion") or {}).get(GATE_METRIC)
+            previous = float(same_split) if same_split is not None else _gate_value(client, current)
         promoted = force or current is None or previous is None or float(gate) > previous
         if promoted:
             client.set_registered_model_alias(MODEL_NAME, ALIAS, str(mv.version))
