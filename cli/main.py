@@ -1,5 +1,5 @@
 """The `socialpulse` command line: services, loaders, materialization, benchmarks and the demo; the domain
-groups (`trends`, `moderation`, `search`) live beside this module."""
+groups (`trends`, `moderation`, `search`, `ranking`) live beside this module."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import click
 from bench import BENCHES
 from cli.common import day_range, fail, progress
 from cli.moderation import moderation
+from cli.ranking import ranking
 from cli.search import search
 from cli.trends import trends
 from socialpulse.settings import get_settings
@@ -31,6 +32,7 @@ def main() -> None:
 main.add_command(trends)
 main.add_command(moderation)
 main.add_command(search)
+main.add_command(ranking)
 
 
 # --- services ----------------------------------------------------------------------------------

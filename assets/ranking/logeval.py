@@ -16,10 +16,14 @@ Split
     ``--train/--test`` files give the split instead.
 
 Training (train only; the test pairs are never read)
-    Each user's train pairs are split chronologically again: the latest :data:`LABEL_SHARE` is the *label
-    period*, the rest the *history*. From the history: item vectors (a truncated SVD of the user x item weight
-    matrix, L2-normalised), interest vectors (:func:`assets.content.embeddings.interest_vectors`), popularity
-    and recency. Candidates per user come from the sources ``interest`` (nearest items by cosine), ``popular``
+    Each user's train pairs are split again, the way the test was split off (``random``: at random; ``time``
+    and explicit files: chronologically): :data:`LABEL_SHARE` of them is the *label period*, the rest the
+    *history*. Splitting the same way matters: the model is trained on features of the history and scores
+    features of the whole train set, which must look alike. After a chronological cut the latest stretch of
+    a history is thinned out exactly as the train set's is after a time split, while after a random split it
+    is not (a model trained on thinned recent counts and scored on full ones ranks worse than popularity).
+    From the history: item vectors (a truncated SVD of the user x item weight matrix, L2-normalised),
+    interest vectors (:func:`assets.content.embeddings.interest_vectors`), popularity and recency. Candidates per user come from the sources ``interest`` (nearest items by cosine), ``popular``
     (most pairs in the history's latest stretch) and ``fresh`` (latest first interaction), merged by
     :func:`socialpulse.ranking.rerank.merge_candidates` to :data:`CANDIDATES`; a candidate is a positive when
     the user interacted with it in the label period. One group per user; ~10 % of the groups validate (early
@@ -33,6 +37,9 @@ latest pair):
     views_7d / views_1d  summed weight of the item's pairs that started in the last 7 days / 1 day
     unique_viewers_7d    users whose first interaction with the item falls in the last 7 days
     views_given_7d       the user's pairs that started in the last 7 days
+The counts are relative to their mean (over catalogue items; over users with a pair): the history holds fewer
+pairs than the whole train set, and a model trained on one scores the other. A "day" is a calendar day, or,
+for a log longer than the platform's 28-day interest window, 1/28 of its span (see :func:`feature_day_s`).
 
 Evaluation (full ranking)
     The same features recomputed from the whole train set; for each test user the model scores every catalogue
@@ -79,15 +86,6 @@ POPULAR_STRETCH = 0.1
 #: item vectors: at most this many SVD dimensions
 MAX_DIM = 64
 DAY_S = 86_400.0
-
-
-def feature_day_s(pairs: "Pairs") -> float:
-    """Length of the "day" of the 7-day and 1-day feature windows: a calendar day, or, for a log spanning more
-    than the platform's interest window (:data:`INTEREST_WINDOW_DAYS`, 28 days), 1/28 of its span, so the
-    windows keep the share of history they have on the platform (a 7-month MovieLens log would otherwise have
-    almost no item with a pair in its last calendar week, and no popularity signal)."""
-    span = float(pairs.ts.max() - pairs.ts.min()) if len(pairs) else 0.0
-    return max(DAY_S, span / INTEREST_WINDOW_DAYS)
 #: rows scored at once in the full ranking (users per batch = this // catalogue size, at least 1)
 SCORE_BATCH_ROWS = 250_000
 
@@ -98,9 +96,11 @@ PROTOCOL = (
     "interaction) the user has not interacted with in train; relevance is binary (1 for each item the user "
     "interacted with in test; repeated user-item rows are one pair, test items outside the catalogue or already "
     "in the user's train are not counted); metrics are socialpulse.ranking.metrics.evaluate averaged over the "
-    "users with a relevant item. The model is trained on train only (features from the older 80% of each "
-    "user's train pairs, labels from the latest 20%); baselines most_popular (train pairs per item) and "
-    "interest_only (cosine of the train interest vector) rank the same items in the same run."
+    "users with a relevant item. The model is trained on train only: each user's train pairs are split again "
+    "the way the test was split (random, or chronologically for time and explicit splits) into history (80%) "
+    "and label period (20%); features come from the history, labels from the label period. Baselines "
+    "most_popular (train pairs per item) and interest_only (cosine of the train interest vector) rank the same "
+    "items in the same run."
 )
 
 
@@ -259,20 +259,19 @@ def _codes(values: Sequence[str], index: dict[str, int]) -> np.ndarray:
     return np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
 
 
-def to_pairs(log: Log, user_index: dict[str, int], item_index: dict[str, int]) -> tuple[Pairs, int]:
-    """The log's rows as pairs (rows whose user or item is not indexed are dropped); also the dropped count."""
+def to_pairs(log: Log, user_index: dict[str, int], item_index: dict[str, int]) -> Pairs:
+    """The log's rows as pairs (rows whose user or item is not indexed are left out)."""
     u, i = _codes(log.user, user_index), _codes(log.item, item_index)
     ok = (u >= 0) & (i >= 0)
     u, i, ts, w = u[ok], i[ok], log.ts[ok], log.weight[ok]
-    key = u * max(len(item_index), 1) + i
+    n = max(len(item_index), 1)
+    key = u * n + i
     order = np.lexsort((ts, key))
     key, ts, w = key[order], ts[order], w[order]
-    if len(key) == 0:
-        return Pairs(*(np.zeros(0, t) for t in (np.int64, np.int64, np.float64, np.float64))), int((~ok).sum())
-    starts = np.r_[0, np.flatnonzero(np.diff(key)) + 1]
+    starts = np.r_[0, np.flatnonzero(np.diff(key)) + 1] if len(key) else np.zeros(0, np.int64)
     first = key[starts]
-    n = max(len(item_index), 1)
-    return Pairs(first // n, first % n, ts[starts], np.add.reduceat(w, starts)), int((~ok).sum())
+    weight = np.add.reduceat(w, starts) if len(key) else np.zeros(0)
+    return Pairs(first // n, first % n, ts[starts], weight)
 
 
 def train_counts(n: np.ndarray, ratio: float) -> np.ndarray:
@@ -335,6 +334,22 @@ def item_vectors(pairs: Pairs, n_users: int, n_items: int, seed: int) -> np.ndar
     return normalise(svd.components_.T * svd.singular_values_).astype(np.float32)
 
 
+def feature_day_s(pairs: Pairs) -> float:
+    """Length of the "day" of the 7-day and 1-day feature windows: a calendar day, or, for a log spanning more
+    than the platform's interest window (:data:`INTEREST_WINDOW_DAYS`, 28 days), 1/28 of its span, so the
+    windows keep the share of history they have on the platform (a 7-month MovieLens log would otherwise have
+    almost no item with a pair in its last calendar week, and no popularity signal)."""
+    span = float(pairs.ts.max() - pairs.ts.min()) if len(pairs) else 0.0
+    return max(DAY_S, span / INTEREST_WINDOW_DAYS)
+
+
+def _relative(counts: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """``counts`` over their mean among the ``among`` entries (1 = average; all 0 when that mean is 0)."""
+    counts = np.asarray(counts, np.float64)
+    mean = counts[among].mean() if among.any() else 0.0
+    return counts / mean if mean > 0 else np.zeros_like(counts)
+
+
 def build_context(pairs: Pairs, n_users: int, n_items: int, seed: int, day_s: float = DAY_S) -> Context:
     from scipy import sparse
 
@@ -352,9 +367,10 @@ def build_context(pairs: Pairs, n_users: int, n_items: int, seed: int, day_s: fl
     week, day = ts > cutoff - 7 * day_s, ts > cutoff - day_s
     feats = np.full((n_items, len(FEATURES)), np.nan)
     feats[:, COL["age_hours"]] = np.where(catalogue, (cutoff - first) / 3600.0, np.nan)
-    feats[:, COL["views_7d"]] = np.bincount(i[week], weights=w[week], minlength=n_items)
-    feats[:, COL["unique_viewers_7d"]] = np.bincount(i[week], minlength=n_items)
-    feats[:, COL["views_1d"]] = np.bincount(i[day], weights=w[day], minlength=n_items)
+    feats[:, COL["views_7d"]] = _relative(np.bincount(i[week], weights=w[week], minlength=n_items), catalogue)
+    feats[:, COL["unique_viewers_7d"]] = _relative(np.bincount(i[week], minlength=n_items), catalogue)
+    feats[:, COL["views_1d"]] = _relative(np.bincount(i[day], weights=w[day], minlength=n_items), catalogue)
+    active = np.bincount(u, minlength=n_users) > 0
     # the popular source: pairs in the latest POPULAR_STRETCH of the history, ties by all-time pairs
     stretch = ts >= np.quantile(ts, 1.0 - POPULAR_STRETCH)
     recent = np.bincount(i[stretch], minlength=n_items)
@@ -362,17 +378,18 @@ def build_context(pairs: Pairs, n_users: int, n_items: int, seed: int, day_s: fl
     return Context(
         seen=sparse.csr_matrix((np.ones(len(u), bool), (u, i)), shape=(n_users, n_items)),
         catalogue=catalogue, item_vecs=vecs, user_vecs=user_vecs, item_feats=feats,
-        views_given=np.bincount(u[week], minlength=n_users).astype(np.float64), popularity=popularity,
+        views_given=_relative(np.bincount(u[week], minlength=n_users), active), popularity=popularity,
         popular_order=items[np.lexsort((items, -popularity[items], -recent[items]))],
         fresh_order=items[np.lexsort((items, -first[items]))],
         cutoff=cutoff, dim=vecs.shape[1],
     )
 
 
-def features(ctx: Context, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """The ``(n, len(FEATURES))`` matrix of the pairs ``(users[j], items[j])``."""
-    X = ctx.item_feats[items].copy()
-    X[:, COL["sim_interest"]] = np.einsum("ij,ij->i", ctx.user_vecs[users], ctx.item_vecs[items])
+def features(ctx: Context, users: np.ndarray, items: np.ndarray, sim: np.ndarray | None = None) -> np.ndarray:
+    """The ``(n, len(FEATURES))`` matrix of the pairs ``(users[j], items[j])`` (``sim``: their cosines, when
+    already computed)."""
+    X = ctx.item_feats[items]
+    X[:, COL["sim_interest"]] = np.einsum("ij,ij->i", ctx.user_vecs[users], ctx.item_vecs[items]) if sim is None else sim
     X[:, COL["views_given_7d"]] = ctx.views_given[users]
     return X
 
@@ -428,10 +445,10 @@ def candidates(ctx: Context, users: np.ndarray) -> dict[int, list[int]]:
 
 # --- training ----------------------------------------------------------------------------------------------
 def train_ranker(train: Pairs, n_users: int, n_items: int, seed: int, day_s: float = DAY_S,
-                 progress: Callable[[str], None] | None = None) -> tuple[Ranker, dict]:
+                 label_split: str = "time", progress: Callable[[str], None] | None = None) -> tuple[Ranker, dict]:
     """The LambdaRank ranker trained on ``train`` alone (history / label period per user, see the module)."""
     say = progress or (lambda _m: None)
-    hist_mask = split_mask(train, "time", 1.0 - LABEL_SHARE, seed)
+    hist_mask = split_mask(train, label_split, 1.0 - LABEL_SHARE, seed)
     hist, label = train.take(hist_mask), train.take(~hist_mask)
     if len(label) == 0:
         raise LogError("no user has two or more train interactions: nothing to label a training set with")
@@ -465,7 +482,7 @@ def train_ranker(train: Pairs, n_users: int, n_items: int, seed: int, day_s: flo
                           X[val] if n_val else None, y[val] if n_val else None,
                           group_sizes(rows_u[val]) if n_val else None)
     info = {
-        "label_share": LABEL_SHARE, "history_pairs": len(hist), "label_pairs": len(label),
+        "label_split": label_split, "label_share": LABEL_SHARE, "history_pairs": len(hist), "label_pairs": len(label),
         "groups": int(len(group_users)), "validation_groups": n_val, "groups_without_positive": groups_without,
         "rows": int(len(y)), "positives": int(y.sum()), "trees": int(ranker.booster.num_trees()),
         "version": ranker.version, "item_vector_dim": ctx.dim,
@@ -496,18 +513,20 @@ def model_scores(ctx: Context, ranker: Ranker) -> Callable[[np.ndarray], np.ndar
     items = np.arange(n)
 
     def score(batch: np.ndarray) -> np.ndarray:
-        return ranker.score(features(ctx, np.repeat(batch, n), np.tile(items, len(batch)))).reshape(len(batch), n)
+        sim = (ctx.user_vecs[batch] @ ctx.item_vecs.T).ravel()
+        X = features(ctx, np.repeat(batch, n), np.tile(items, len(batch)), sim)
+        return ranker.score(X).reshape(len(batch), n)
 
     return score
 
 
 def evaluate_split(train: Pairs, test: Pairs, n_users: int, n_items: int, ks: Sequence[int], seed: int,
-                   progress: Callable[[str], None] | None = None) -> dict:
+                   label_split: str = "time", progress: Callable[[str], None] | None = None) -> dict:
     """Train on ``train``, rank for the users of ``test``, score the model and both baselines."""
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
     day_s = feature_day_s(train)
-    ranker, info = train_ranker(train, n_users, n_items, seed, day_s, progress)
+    ranker, info = train_ranker(train, n_users, n_items, seed, day_s, label_split, progress)
     info["feature_day_s"] = day_s
     t_train = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -568,7 +587,7 @@ def log_eval(*, fmt: str, interactions: str | Path | None = None, train: str | P
         say(f"read {len(log.user)} rows from {log.path}")
     user_index = {u: n for n, u in enumerate(dict.fromkeys(u for log in logs for u in log.user))}
     item_index = {i: n for n, i in enumerate(dict.fromkeys(i for log in logs for i in log.item))}
-    pairs = [to_pairs(log, user_index, item_index)[0] for log in logs]
+    pairs = [to_pairs(log, user_index, item_index) for log in logs]
     if interactions is not None:
         mask = split_mask(pairs[0], split, ratio, seed)
         train_p, test_p = pairs[0].take(mask), pairs[0].take(~mask)
@@ -576,7 +595,8 @@ def log_eval(*, fmt: str, interactions: str | Path | None = None, train: str | P
         train_p, test_p = pairs
     t_load = time.perf_counter() - t0
     say(f"{len(train_p)} train and {len(test_p)} test user-item pairs ({split_info['method']} split)")
-    result = evaluate_split(train_p, test_p, len(user_index), len(item_index), ks, seed, progress)
+    result = evaluate_split(train_p, test_p, len(user_index), len(item_index), ks, seed,
+                            split if interactions is not None else "time", progress)
     return {
         "protocol": PROTOCOL,
         "split": split_info,
