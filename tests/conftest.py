@@ -71,16 +71,17 @@ def stack(state_folder):
 
 @pytest.fixture(scope="session")
 def materialize(stack):
-    """``materialize(assets, day, checks=())``: run Dagster assets (and their checks) for one daily partition
-    in process on the ``stack``; fails the test on a failed step or check; returns each asset's
-    materialization metadata by the last part of its key."""
+    """``materialize(assets, day, checks=(), settings=None)``: run Dagster assets (and their checks) for one
+    daily partition (``day`` None: unpartitioned assets) in process on the ``stack`` (or ``settings``); fails
+    the test on a failed step or check; returns each asset's materialization metadata by the last part of
+    its key."""
     import dagster as dg
 
     from orchestration.resources import build_resources
 
-    def run(assets_, day, checks=()):
-        result = dg.materialize([*assets_, *checks], resources=build_resources(stack), partition_key=day.isoformat(),
-                                raise_on_error=False)
+    def run(assets_, day, checks=(), settings=None):
+        result = dg.materialize([*assets_, *checks], resources=build_resources(settings or stack),
+                                partition_key=day.isoformat() if day else None, raise_on_error=False)
         assert result.success, [e.message for e in result.all_events if e.is_failure]
         for ev in result.get_asset_check_evaluations():
             assert ev.passed, (ev.check_name, ev.metadata)

@@ -57,6 +57,14 @@ def _post_vectors(settings, post_ids: set[str]) -> dict[str, np.ndarray]:
     return dict(zip(emb["post_id"].to_pylist(), to_matrix(emb["embedding"])))
 
 
+def _post_pool(settings, day: dt.date) -> pa.Table:
+    """Posts that existed in the week before ``day`` (the pool sampled negatives come from)."""
+    from socialpulse.contracts import POSTS
+
+    return lake.read(POSTS, settings=settings, columns=["post_id", "author_id", "created_at"],
+                     filters=[("event_date", "<=", day), ("event_date", ">=", day - dt.timedelta(days=7))])
+
+
 def _follows_before(settings, cutoff: dt.datetime) -> set[tuple[str, str]]:
     from assets.ranking.state import follow_state
     from socialpulse.contracts import FOLLOWS
@@ -74,7 +82,7 @@ def build_training_day(spark, settings, day: dt.date) -> tuple[pa.Table, dict]:
     import pandas as pd
 
     from assets.ranking.spark_labels import impression_labels
-    from assets.ranking.training import assemble, grades, pair_features
+    from assets.ranking.training import assemble, grades, pair_features, sample_negatives
     from socialpulse import features
     from socialpulse.ranking.model import FEATURES
 
@@ -83,6 +91,9 @@ def build_training_day(spark, settings, day: dt.date) -> tuple[pa.Table, dict]:
     t_labels = time.perf_counter() - t0
     if labels.num_rows == 0:
         return FEED_TRAINING_SET.schema.empty_table(), {"impressions": 0}
+    logged = labels.num_rows
+    labels = pa.concat_tables([labels, sample_negatives(labels, _post_pool(settings, day), day)])
+    labels = labels.sort_by([("request_id", "ascending"), ("position", "ascending")])
     start_of_day = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
     interest, cold = _interest_as_of(settings, day - dt.timedelta(days=1))
     pair = pair_features(labels, interest, cold, _post_vectors(settings, set(labels["post_id"].to_pylist())),
@@ -101,7 +112,7 @@ def build_training_day(spark, settings, day: dt.date) -> tuple[pa.Table, dict]:
         cols[name] = pa.array(X[:, j], pa.float64())
     cols["event_date"] = pa.array([day] * labels.num_rows, pa.date32())
     table = pa.table(cols).cast(FEED_TRAINING_SET.schema)
-    return table, {"impressions": labels.num_rows, "positives": int((y > 0).sum()), "labels_s": round(t_labels, 2),
+    return table, {"impressions": logged, "sampled_negatives": labels.num_rows - logged, "positives": int((y > 0).sum()), "labels_s": round(t_labels, 2),
                    "feast_point_in_time_s": round(t_feast, 2),
                    "sim_interest_missing": int(np.isnan(X[:, FEATURES.index("sim_interest")]).sum())}
 

@@ -139,11 +139,13 @@ def train_and_register(settings: Settings, *, register: bool = True, log: Callab
     scores = ranker.score(Xt)
     t_score = (time.perf_counter() - t2) / max(len(Xt), 1) * 500 * 1000
     col = {n: i for i, n in enumerate(FEATURES)}
+    positions = test["position"].to_numpy(zero_copy_only=False).astype(np.float64)
     systems = {
         "model": scores,
         "most_popular": np.nan_to_num(Xt[:, col["views_7d"]], nan=0.0),
         "interest_only": np.nan_to_num(Xt[:, col["sim_interest"]], nan=-2.0),
-        "logged_order": -test["position"].to_numpy(zero_copy_only=False).astype(np.float64),
+        # what the logging policy served, in its order; sampled (unshown) posts after everything it showed
+        "logged_order": np.where(positions < 0, -1e9, -positions),
     }
     champion = _champion(settings, log) if register else None
     if champion is not None:

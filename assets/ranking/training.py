@@ -128,3 +128,89 @@ def nearest_posts(user_vectors: np.ndarray, post_matrix: np.ndarray, post_ids: S
         for row, idx in zip(sims, top):
             out.append(ids[idx[np.argsort(-row[idx])]].tolist())
     return out
+
+
+def cluster_recovery(feeds: Mapping[str, Sequence[str]], user_cluster: Mapping[str, int],
+                     post_cluster: Mapping[str, int], servable: Sequence[str], k: int = 10) -> dict[str, float]:
+    """How much of each user's top ``k`` lies in their planted interest cluster, against chance (the share
+    of servable posts in that cluster: what a random feed would give), averaged over users with a feed."""
+    counts: dict[int, int] = {}
+    for p in servable:
+        c = post_cluster.get(p)
+        if c is not None:
+            counts[c] = counts.get(c, 0) + 1
+    total = sum(counts.values())
+    shares, chances = [], []
+    for u, posts in feeds.items():
+        c = user_cluster.get(u)
+        top = [p for p in list(posts)[:k] if p in post_cluster]
+        if c is None or not top or not total:
+            continue
+        shares.append(sum(1 for p in top if post_cluster[p] == c) / len(top))
+        chances.append(counts.get(c, 0) / total)
+    share = float(np.mean(shares)) if shares else 0.0
+    chance = float(np.mean(chances)) if chances else 0.0
+    return {"in_cluster_share@10": round(share, 4), "chance": round(chance, 4),
+            "lift": round(share / chance, 2) if chance else 0.0, "users": len(shares)}
+
+
+#: sampled negatives per request (at most; never more than the request's logged impressions)
+NEGATIVES_PER_REQUEST = 10
+NEGATIVE_POOL_DAYS = 7
+SAMPLED = "sampled"
+
+
+def sample_negatives(labels: pa.Table, pool: pa.Table, day: dt.date, per_request: int = NEGATIVES_PER_REQUEST,
+                     pool_days: int = NEGATIVE_POOL_DAYS, seed: int = 7) -> pa.Table:
+    """Unshown posts as grade-0 rows of each request: a ranker trained only on what the logging policy showed
+    never sees the candidates it will face at serving time (posts far from the user's interests), and learns
+    nothing about them. Per request, up to ``per_request`` posts drawn uniformly from ``pool`` (post_id,
+    author_id, created_at) among those made in the ``pool_days`` before the request started and not shown
+    in it; same columns as ``labels``, ``source`` = :data:`SAMPLED`, position -1. Deterministic per day."""
+    if labels.num_rows == 0 or pool.num_rows == 0:
+        return labels.schema.empty_table()
+    rng = np.random.default_rng([seed, day.toordinal()])
+    created = pool["created_at"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+    order = np.argsort(created, kind="stable")
+    created = created[order]
+    pool_ids = np.asarray(pool["post_id"].to_pylist(), dtype=object)[order]
+    pool_authors = np.asarray(pool["author_id"].to_pylist(), dtype=object)[order]
+    window_us = pool_days * 86_400 * 1_000_000
+    by_request: dict[str, dict] = {}
+    served = labels["served_at"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+    for i, (r, u, p, mv) in enumerate(zip(labels["request_id"].to_pylist(), labels["user_id"].to_pylist(),
+                                          labels["post_id"].to_pylist(), labels["model_version"].to_pylist())):
+        req = by_request.setdefault(r, {"user": u, "shown": set(), "start": served[i], "n": 0})
+        req["shown"].add(p)
+        req["start"] = min(req["start"], served[i])
+        req["n"] += 1
+    rows: dict[str, list] = {name: [] for name in labels.column_names}
+    for r, req in by_request.items():
+        lo, hi = np.searchsorted(created, [req["start"] - window_us, req["start"]])
+        if hi <= lo:
+            continue
+        want = min(per_request, req["n"], hi - lo)
+        picks = rng.choice(np.arange(lo, hi), size=min(hi - lo, want * 2), replace=False)
+        picked = [j for j in picks if pool_ids[j] not in req["shown"]][:want]
+        for k, j in enumerate(picked):
+            rows["impression_id"].append(f"neg:{r}:{k}")
+            rows["request_id"].append(r)
+            rows["user_id"].append(req["user"])
+            rows["post_id"].append(pool_ids[j])
+            rows["author_id"].append(pool_authors[j])
+            rows["position"].append(-1)
+            rows["source"].append(SAMPLED)
+            rows["model_version"].append(SAMPLED)
+            rows["served_at"].append(int(req["start"]))
+            rows["post_created_at"].append(int(created[j]))
+            rows["completion"].append(0.0)
+            for flag in ("liked", "commented", "shared", "followed"):
+                rows[flag].append(False)
+    arrays = []
+    for f in labels.schema:
+        values = rows[f.name]
+        if pa.types.is_timestamp(f.type):
+            arrays.append(pa.array(values, pa.int64()).cast(f.type))
+        else:
+            arrays.append(pa.array(values, f.type))
+    return pa.Table.from_arrays(arrays, schema=labels.schema)

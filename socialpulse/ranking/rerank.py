@@ -23,6 +23,9 @@ SOURCES = ("following", "interest", "trending", "fresh", "popular")
 AUTHOR_CAP = 1
 TOPIC_CAP = 3
 WINDOW = 10
+#: exploration budget: in any WINDOW positions at most this many posts from these sources (the rest of the
+#: page is for posts chosen for the user: their interests and the creators they follow)
+SOURCE_CAPS = {"fresh": 2, "popular": 1, "trending": 2}
 #: freshness bonus (in request-standardised score units) of a post just made; it halves every FRESH_HALF_LIFE_H
 FRESH_BONUS = 0.5
 FRESH_HALF_LIFE_H = 24.0
@@ -96,23 +99,26 @@ def adjust(candidates: Sequence[Candidate], scores: np.ndarray, *, not_intereste
 
 
 def diversify(candidates: Sequence[Candidate], *, author_cap: int = AUTHOR_CAP, topic_cap: int = TOPIC_CAP,
-              window: int = WINDOW) -> list[Candidate]:
+              window: int = WINDOW, source_caps: Mapping[str, int] = SOURCE_CAPS) -> list[Candidate]:
     """Best score first, under caps: in any ``window`` consecutive positions at most ``author_cap`` posts of a
-    creator and ``topic_cap`` of a topic. When nothing left fits (a narrow pool), the best remaining goes
-    in anyway: the caps order the feed, they never shorten it."""
+    creator, ``topic_cap`` of a topic and ``source_caps[s]`` from source ``s``. When nothing left fits (a
+    narrow pool), the best remaining goes in anyway: the caps order the feed, they never shorten it."""
     pool = sorted(candidates, key=lambda c: (-c.score, c.post_id))
     out: list[Candidate] = []
     while pool:
         recent = out[-(window - 1):] if window > 1 else []
         authors: dict[str | None, int] = {}
         topics: dict[str | None, int] = {}
+        sources: dict[str, int] = {}
         for c in recent:
             authors[c.author_id] = authors.get(c.author_id, 0) + 1
             topics[c.topic] = topics.get(c.topic, 0) + 1
+            sources[c.source] = sources.get(c.source, 0) + 1
         pick = 0
         for i, c in enumerate(pool):
             if (c.author_id is None or authors.get(c.author_id, 0) < author_cap) and (
-                    c.topic is None or topics.get(c.topic, 0) < topic_cap):
+                    c.topic is None or topics.get(c.topic, 0) < topic_cap) and (
+                    sources.get(c.source, 0) < source_caps.get(c.source, window)):
                 pick = i
                 break
         out.append(pool.pop(pick))

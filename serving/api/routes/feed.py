@@ -6,8 +6,9 @@ to the interest vector plus every other candidate's servability and similarities
 (packed post features, seen flags, live moderation gate), scoring and re-ranking in process; after the
 response, one Redis write (the rest of the ranking for later pages, seen posts, impressions on the ingest
 stream). Later pages read the kept ranking. Degraded modes answer 200 and say so in ``degraded``:
-``redis`` (no state: interest and recent posts from Postgres, nothing remembered or logged) and ``model``
-(no champion ranker loaded: the heuristic ranks).
+``redis`` (no state: interest and recent posts from Postgres ranked by the heuristic, pages cut by offset
+from that deterministic order, nothing remembered or logged) and ``model`` (no champion ranker loaded:
+the heuristic ranks).
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def _first_page(stores, user_id: str, limit: int, state, redis_ok: bool, degrade
             post_feats, seen, held = got
         else:
             degraded.append("redis")
-    ranker = stores.ranker.get()
-    if ranker is None:
+    # without Redis there are no post features for the model, and no kept ranking for later pages: the
+    # heuristic ranks, so that every page of the session is cut from the same deterministic order
+    ranker = stores.ranker.get() if redis_ok else None
+    if ranker is None and redis_ok:
         degraded.append("model")
     user_feats = state.user_features if state is not None else np.full(len(USER_FEATURES), np.nan)
     return feed_logic.rank(user_id, cands, post_feats, seen, held, lists, user_feats, ranker), len(cands)
