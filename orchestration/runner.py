@@ -151,6 +151,23 @@ def trends_all(settings: Settings, days: list[dt.date], *, stats: bool = True,
     return summary
 
 
+def feed_all(settings: Settings, days: list[dt.date], *, progress: Callable[[str], None] | None = None) -> dict:
+    """Build the feed's training set for each day (oldest first), train and gate the ranker, then publish
+    the feed's serving state into Redis."""
+    quiet_warnings()
+    from orchestration.definitions import defs
+
+    progress = progress or (lambda _m: None)
+    instance = _instance(settings)
+    summary: dict = {"training_set": {}, "failed": []}
+    for day in sorted(days):
+        summary["training_set"][day.isoformat()] = _run(defs, "feed_training_job", instance, summary, progress, day)
+    if not summary["failed"]:
+        summary["ranker"] = _run(defs, "feed_ranker_job", instance, summary, progress)
+    summary["state"] = _run(defs, "feed_state_job", instance, summary, progress)
+    return summary
+
+
 #: HateXplain splits the demo loads as posts to moderate. The text model trains on the whole vendored split
 #: (the reference table gets train, val and test, as production's ``text_model`` reads them), but only the
 #: test split (1,924 posts) becomes posts: `moderation report` then covers the split the model is reported
@@ -173,9 +190,9 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     from socialpulse.services.manager import services_up
     from socialpulse.synthetic import load_synthetic
 
-    echo("1/8 starting the embedded services")
+    echo("1/9 starting the embedded services")
     services_up(settings, echo=progress)
-    echo(f"2/8 loading a synthetic world ({users} users, {posts} posts, {days} days), HateXplain and the "
+    echo(f"2/9 loading a synthetic world ({users} users, {posts} posts, {days} days), HateXplain and the "
          "CrisisLex sample")
     today = dt.datetime.now(dt.timezone.utc).date()
     # the synthetic world ends yesterday: today's partition belongs to live API events, never replaced
@@ -184,34 +201,40 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     report_bronze_loaded(settings, loaded, "synthetic")
     report_bronze_loaded(settings, load_demo_hatexplain(settings, progress, hatexplain), "hatexplain")
     report_bronze_loaded(settings, load_crisislex(settings, CRISISLEX_SAMPLE, progress=progress), "crisislex")
-    echo(f"3/8 materializing every asset for {start} .. {today}")
+    echo(f"3/9 materializing every asset for {start} .. {today}")
     summary = materialize_all(settings, start, today, progress=progress)
     if summary["failed"]:
         raise RuntimeError(f"materialization failed: {summary['failed']} (see the runs in the Dagster UI)")
-    echo("4/8 training the text moderation model on HateXplain (the production recipe) and moderating every post "
+    echo("4/9 training the text moderation model on HateXplain (the production recipe) and moderating every post "
          "(synthetic world and the HateXplain test split)")
     hatexplain_days = sorted(HATEXPLAIN_DAYS[s] for s in DEMO_HATEXPLAIN_POSTS)
     moderation = moderate_all(settings, hatexplain_days + days_between(start, today), progress=progress)
     if moderation["failed"]:
         raise RuntimeError(f"moderation failed: {moderation['failed']} (see the runs in the Dagster UI)")
     summary["moderation"] = moderation
-    echo("5/8 embedding posts into the search index and computing user interest vectors")
+    echo("5/9 embedding posts into the search index and computing user interest vectors")
     world_days = days_between(start, today)
-    # interests as of the last days only: serving reads the newest, and the evaluation compares D-1 with D
-    content = index_all(settings, world_days, interest_days=world_days[-3:], progress=progress)
+    # interests as of every day: the feed's training set reads each impression's interest as of the day before
+    content = index_all(settings, world_days, progress=progress)
     if content["failed"]:
         raise RuntimeError(f"indexing failed: {content['failed']} (see the runs in the Dagster UI)")
     summary["content"] = content
-    echo("6/8 counting hashtags on Spark, scoring trends, grouping topics and hashtag statistics")
+    echo("6/9 counting hashtags on Spark, scoring trends, grouping topics and hashtag statistics")
     trends = trends_all(settings, world_days, progress=progress)
     if trends["failed"]:
         raise RuntimeError(f"trends failed: {trends['failed']} (see the runs in the Dagster UI)")
     summary["trends"] = trends
+    echo("7/9 the For You feed: training set (Spark labels, Feast point in time), LambdaRank ranker (MLflow), "
+         "serving state (Redis)")
+    feed = feed_all(settings, world_days[:-1], progress=progress)  # today has no impressions yet
+    if feed["failed"]:
+        raise RuntimeError(f"feed failed: {feed['failed']} (see the runs in the Dagster UI)")
+    summary["feed"] = feed
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if start_ui:
-        echo("7/8 starting the API, the Dagster UI and the live moderation worker")
+        echo("8/9 starting the API, the Dagster UI and the live moderation worker")
         services_up(settings, ["api", "dagster", "moderation"], echo=progress)
-    echo("8/8 ready")
+    echo("9/9 ready")
     sample_post = _busiest_post(settings, today - dt.timedelta(days=1))
     lines = [
         "",
@@ -221,6 +244,7 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
         if (flagged := _flagged_post(settings)) else "",
         f"  search         {api_url}/v1/search?q=pasta+recipe   (similar: {api_url}/v1/posts/{sample_post}/similar)"
         if sample_post else f"  search         {api_url}/v1/search?q=pasta+recipe",
+        f"  feed           {api_url}/v1/feed?user_id={_feed_user(settings)}&limit=10   (pass next_cursor back as cursor)",
         f"  trends         {api_url}/v1/trends?window=7d   (suggest: POST {api_url}/v1/hashtags/suggest "
         "with {\"text\": \"...\"})",
         f"  Dagster UI     http://127.0.0.1:{settings.dagster_port}",
@@ -231,6 +255,20 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     ]
     echo("\n".join(line for line in lines if line))
     return summary
+
+
+def _feed_user(settings: Settings) -> str:
+    """An active user of the synthetic world (the demo's feed link)."""
+    from socialpulse import lake
+
+    try:
+        users = lake.read(f"{settings.lake}/meta/synthetic_users", columns=["user_id", "activity"])
+    except FileNotFoundError:
+        return "u000001"
+    if users.num_rows == 0:
+        return "u000001"
+    acts = users["activity"].to_pylist()
+    return users["user_id"][max(range(len(acts)), key=acts.__getitem__)].as_py()
 
 
 def _flagged_post(settings: Settings) -> str | None:
