@@ -71,3 +71,46 @@ def eval_cmd(interactions: Path | None, train_path: Path | None, test_path: Path
     except LogError as exc:
         fail(str(exc))
     emit(result, out)
+
+
+@ranking.command("train")
+@click.option("--days", type=click.IntRange(3), default=None,
+              help="training-set days to use, the last held out as test [default: SOCIALPULSE_FEED_TRAINING_DAYS]")
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="log the run to MLflow and promote the model to champion if it beats the current one on the "
+              "held-out day (the champion is re-scored on the same day)")
+@click.option("--out", type=_FILE, default=None, help="also write the evaluation JSON here")
+def train_cmd(days: int | None, register: bool, out: Path | None) -> None:
+    """Train the feed's LambdaRank ranker on lake/gold/feed_training_set (what feed_ranker_job does) and print
+    its held-out evaluation beside the baselines: most_popular (7-day views), interest_only (cosine to the
+    interest vector), logged_order (what was served) and, when registering, the current champion; plus the
+    Recall@200 of candidate generation. Needs at least 3 days of training set (materialize feed_training_job
+    for them first)."""
+    from assets.ranking.train import NotEnoughData, train_and_register
+    from socialpulse.model_registry import RegistryUnavailable
+    from socialpulse.settings import get_settings
+
+    try:
+        result = train_and_register(get_settings(), register=register, log=progress, days=days)
+    except (NotEnoughData, RegistryUnavailable) as exc:
+        fail(str(exc))
+    result.pop("ranker", None)
+    emit(result, out)
+
+
+@ranking.command("publish-state")
+def publish_state_cmd() -> None:
+    """Rebuild the feed's serving state in Redis now (what feed_state_job does on its schedule): candidate
+    lists, packed post features, per-user follows, blocks, not-interested posts and seen posts."""
+    import psycopg
+    import redis
+
+    from assets.ranking.state_job import publish_state
+    from socialpulse.settings import get_settings
+
+    s = get_settings()
+    try:
+        result = publish_state(s, redis.Redis.from_url(s.redis))
+    except (redis.exceptions.ConnectionError, psycopg.OperationalError, OSError) as exc:
+        fail(f"a store is unreachable: {exc} (start them with `socialpulse services up`)")
+    emit(result)

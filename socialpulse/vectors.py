@@ -402,16 +402,16 @@ def feed_candidates(conn: psycopg.Connection, user_id: str, other_ids: Sequence[
                      ann AS (SELECT p.id FROM {table} p WHERE p.metadata @> %(servable)s::jsonb
                              ORDER BY p.embedding <=> (SELECT embedding FROM u) LIMIT %(k)s),
                      ni AS (SELECT embedding FROM {table} WHERE id = ANY(%(ni)s)),
-                     ids AS (SELECT id, true AS nearest FROM ann
-                             UNION ALL SELECT unnest(%(others)s::text[]), false)
+                     ids AS (SELECT id, bool_or(nearest) AS nearest
+                             FROM (SELECT id, true AS nearest FROM ann
+                                   UNION ALL SELECT unnest(%(others)s::text[]), false) x GROUP BY id)
                 SELECT p.id AS post_id, p.metadata->>'author_id' AS author_id, p.metadata->'hashtags' AS hashtags,
                        p.metadata->>'created_at' AS created_at,
                        1 - (p.embedding <=> (SELECT embedding FROM u)) AS sim_interest,
                        (SELECT max(1 - (p.embedding <=> ni.embedding)) FROM ni) AS sim_not_interested,
-                       bool_or(ids.nearest) AS nearest
+                       ids.nearest
                 FROM ids JOIN {table} p ON p.id = ids.id
-                WHERE p.metadata @> %(servable)s::jsonb
-                GROUP BY p.id, p.metadata, p.embedding""",
+                WHERE p.metadata @> %(servable)s::jsonb""",
             {"users": [user_id, COLD_START_USER], "user": user_id, "servable": servable, "k": int(k_interest),
              "ni": list(not_interested), "others": list(other_ids)}).fetchall()
 

@@ -158,6 +158,7 @@ def train_and_register(settings: Settings, *, register: bool = True, log: Callab
     evaluation["rows"] = {"train": len(X), "validation": len(Xv), "test": len(Xt)}
     evaluation["timing_s"] = {"read": round(t_read, 2), "train": round(t_train, 2),
                               "score_500_ms": round(t_score, 3)}
+    evaluation["trees"] = ranker.booster.num_trees()
     evaluation["importance_gain"] = {k: round(v, 1) for k, v in ranker.importance().items()}
     ranker.metrics = evaluation["model"]
     m = evaluation["model"]

@@ -137,7 +137,7 @@ def rank(user_id: str, candidates: list[Candidate], post_features: np.ndarray, s
     else:
         scores, version = heuristic_scores(X), HEURISTIC
     adjust(kept, scores, not_interested_authors=set(lists.get("not_interested_authors", ())))
-    return Ranked(items=diversify(kept)[:MAX_RANKED], model_version=version)
+    return Ranked(items=diversify(kept, limit=MAX_RANKED), model_version=version)
 
 
 def item_json(c: Candidate, position: int, created_at: str | None = None) -> dict:

@@ -26,6 +26,8 @@ WINDOW = 10
 #: exploration budget: in any WINDOW positions at most this many posts from these sources (the rest of the
 #: page is for posts chosen for the user: their interests and the creators they follow)
 SOURCE_CAPS = {"fresh": 2, "popular": 1, "trending": 2}
+#: how far down the remaining posts a position looks for one that fits the caps
+LOOKAHEAD = 50
 #: freshness bonus (in request-standardised score units) of a post just made; it halves every FRESH_HALF_LIFE_H
 FRESH_BONUS = 0.5
 FRESH_HALF_LIFE_H = 24.0
@@ -99,27 +101,35 @@ def adjust(candidates: Sequence[Candidate], scores: np.ndarray, *, not_intereste
 
 
 def diversify(candidates: Sequence[Candidate], *, author_cap: int = AUTHOR_CAP, topic_cap: int = TOPIC_CAP,
-              window: int = WINDOW, source_caps: Mapping[str, int] = SOURCE_CAPS) -> list[Candidate]:
+              window: int = WINDOW, source_caps: Mapping[str, int] = SOURCE_CAPS, limit: int | None = None,
+              lookahead: int = LOOKAHEAD) -> list[Candidate]:
     """Best score first, under caps: in any ``window`` consecutive positions at most ``author_cap`` posts of a
-    creator, ``topic_cap`` of a topic and ``source_caps[s]`` from source ``s``. When nothing left fits (a
-    narrow pool), the best remaining goes in anyway: the caps order the feed, they never shorten it."""
+    creator, ``topic_cap`` of a topic and ``source_caps[s]`` from source ``s``. Each position takes the best
+    of the next ``lookahead`` remaining posts that fits; when none does (a narrow pool), the best remaining
+    goes in anyway: the caps order the feed, they never shorten it. Stops after ``limit`` posts (the cost is
+    bounded by ``limit x lookahead``, not the square of the pool)."""
     pool = sorted(candidates, key=lambda c: (-c.score, c.post_id))
+    limit = len(pool) if limit is None else min(limit, len(pool))
     out: list[Candidate] = []
-    while pool:
-        recent = out[-(window - 1):] if window > 1 else []
-        authors: dict[str | None, int] = {}
-        topics: dict[str | None, int] = {}
-        sources: dict[str, int] = {}
-        for c in recent:
-            authors[c.author_id] = authors.get(c.author_id, 0) + 1
-            topics[c.topic] = topics.get(c.topic, 0) + 1
-            sources[c.source] = sources.get(c.source, 0) + 1
+    authors: dict[str | None, int] = {}
+    topics: dict[str | None, int] = {}
+    sources: dict[str, int] = {}
+    while len(out) < limit:
         pick = 0
-        for i, c in enumerate(pool):
+        for i, c in enumerate(pool[:lookahead]):
             if (c.author_id is None or authors.get(c.author_id, 0) < author_cap) and (
                     c.topic is None or topics.get(c.topic, 0) < topic_cap) and (
                     sources.get(c.source, 0) < source_caps.get(c.source, window)):
                 pick = i
                 break
-        out.append(pool.pop(pick))
+        chosen = pool.pop(pick)
+        out.append(chosen)
+        authors[chosen.author_id] = authors.get(chosen.author_id, 0) + 1
+        topics[chosen.topic] = topics.get(chosen.topic, 0) + 1
+        sources[chosen.source] = sources.get(chosen.source, 0) + 1
+        if window > 1 and len(out) >= window:  # the post leaving the window frees its slots
+            gone = out[-window]
+            authors[gone.author_id] -= 1
+            topics[gone.topic] -= 1
+            sources[gone.source] -= 1
     return out

@@ -32,12 +32,13 @@ DECISION_S = 240  # drain run, then the moderation run (models load), then Postg
 SEARCHABLE_S = 360  # ... then the content run (the encoder loads) and the vector index
 STATS_S = 360  # drain, then the intraday refresh (every 2 minutes here): Spark features, Feast, Redis
 DRAINED_S = 300  # after a fault, until every accepted record is in bronze
+FEED_S = 480  # ... then the feed state schedule (every 2 minutes here) puts the posts in the fresh list
 
 
 @pytest.fixture(scope="module")
 def live(state_folder):
     platform = LivePlatform(state_folder("live") / "home", sensor_interval_s=2,
-                            intraday_cron="*/2 * * * *")
+                            intraday_cron="*/2 * * * *", extra_env={"SOCIALPULSE_FEED_STATE_CRON": "*/2 * * * *"})
     try:
         # the HateXplain sample trains the text model in seconds; the full split (the demo's default) takes minutes
         seconds = platform.start(users=200, posts=1000, days=2, hatexplain=HATEXPLAIN_SAMPLE)
@@ -112,11 +113,27 @@ def test_posts_and_events_are_served_by_the_automation_alone(live, api):
     served, _ = wait_for("the events in the post's stats", stats, STATS_S - (time.monotonic() - t0), interval=5)
     timings["stats"] = time.monotonic() - t0
     assert (served["views_1d"], served["likes_1d"], served["shares_1d"], served["unique_viewers_1d"]) == (30, 10, 5, 30)
+
+    # the feed: the new posts reach users as fresh posts once the feed state schedule has run
+    def in_feed():
+        for user in ("u000003", "u000007", "u000011"):
+            r = api.get("/v1/feed", params={"user_id": user, "limit": 20})
+            assert r.status_code == 200, r.text
+            ids = {i["post_id"]: i["source"] for i in r.json()["items"]}
+            hit = {p["post_id"]: ids[p["post_id"]] for p in (text_post, image_post) if p["post_id"] in ids}
+            if hit:
+                return hit
+        return None
+
+    hit, _ = wait_for("a new post in a user's feed", in_feed, FEED_S - (time.monotonic() - t0), interval=5)
+    timings["in a feed"] = time.monotonic() - t0
+    assert set(hit.values()) <= {"fresh", "interest", "popular", "trending"}, hit
     print("seconds from upload:", {k: round(v, 1) for k, v in timings.items()})
 
     # it was the automation: each step ran as a run its sensor or schedule launched
     launched = {r.tags.get("dagster/sensor_name") or r.tags.get("dagster/schedule_name") for r in live.runs()}
-    assert {"ingest_sensor", "moderation_sensor", "content_sensor", "intraday_refresh_schedule"} <= launched
+    assert {"ingest_sensor", "moderation_sensor", "content_sensor", "intraday_refresh_schedule",
+            "feed_state_schedule"} <= launched
 
 
 def test_no_run_in_the_instance_failed(live):

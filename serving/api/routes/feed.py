@@ -47,7 +47,8 @@ def _redis_call(fn, *args):
         raise
 
 
-def _first_page(stores, user_id: str, limit: int, state, redis_ok: bool, degraded: list[str]):
+def _first_page(stores, user_id: str, limit: int, state, redis_ok: bool, degraded: list[str], timing: dict):
+    t0 = time.perf_counter()
     pool = stores.pg_pool
     lists = state.lists if state is not None else {}
     others = feed_logic.other_sources(lists, state.sources) if state is not None else {}
@@ -57,23 +58,30 @@ def _first_page(stores, user_id: str, limit: int, state, redis_ok: bool, degrade
         extra = sorted({p for ids in others.values() for p in ids})
         rows = vectors.feed_candidates(conn, user_id, extra, lists.get("not_interested", [])[:20],
                                        feed_logic.K_INTEREST)
+    t1 = time.perf_counter()
     now = dt.datetime.now(dt.timezone.utc)
     cands = feed_logic.candidates_from_rows(rows, others, now)
     ids = [c.post_id for c in cands]
     post_feats, seen, held = np.full((len(ids), len(POST_FEATURES)), np.nan), np.zeros(len(ids), bool), set()
+    t2 = time.perf_counter()
     if redis_ok:
         got, ok = _redis_call(feed_store.read_candidate_state, stores.redis, user_id, ids)
         if ok:
             post_feats, seen, held = got
         else:
             degraded.append("redis")
+    t3 = time.perf_counter()
     # without Redis there are no post features for the model, and no kept ranking for later pages: the
     # heuristic ranks, so that every page of the session is cut from the same deterministic order
     ranker = stores.ranker.get() if redis_ok else None
     if ranker is None and redis_ok:
         degraded.append("model")
     user_feats = state.user_features if state is not None else np.full(len(USER_FEATURES), np.nan)
-    return feed_logic.rank(user_id, cands, post_feats, seen, held, lists, user_feats, ranker), len(cands)
+    ranked = feed_logic.rank(user_id, cands, post_feats, seen, held, lists, user_feats, ranker)
+    t4 = time.perf_counter()
+    timing.update(postgres=(t1 - t0) * 1000, merge=(t2 - t1) * 1000, redis_candidates=(t3 - t2) * 1000,
+                  rank=(t4 - t3) * 1000)
+    return ranked, len(cands)
 
 
 def _log_served(stores, settings, user_id: str, request_id: str, page: list[dict], rest: dict | None,
@@ -102,8 +110,10 @@ async def get_feed(user_id: UserId, stores: StoresDep, settings: SettingsDep, ba
         except feed_logic.CursorError as exc:
             raise ApiError(422, f"cursor: {exc}") from None
     degraded: list[str] = []
+    timing: dict[str, float] = {}
     state, redis_ok = await run_in_threadpool(_redis_call, feed_store.read_request_state, stores.redis, user_id,
                                               request_id if cursor else None)
+    timing["redis_state"] = (time.perf_counter() - t0) * 1000
     if not redis_ok:
         degraded.append("redis")
     kept = state.page if (state is not None and cursor is not None) else None
@@ -116,7 +126,8 @@ async def get_feed(user_id: UserId, stores: StoresDep, settings: SettingsDep, ba
     else:
         if cursor is not None and redis_ok:
             offset = 0  # the kept ranking expired: rank afresh (seen posts are left out, so nothing repeats)
-        ranked, candidates = await call_store("feed", _first_page, stores, user_id, limit, state, redis_ok, degraded)
+        ranked, candidates = await call_store("feed", _first_page, stores, user_id, limit, state, redis_ok, degraded,
+                                              timing)
         items = [feed_logic.item_json(c, offset + i) for i, c in enumerate(ranked.items)]
         model_version = ranked.model_version
         if not redis_ok:
@@ -138,4 +149,5 @@ async def get_feed(user_id: UserId, stores: StoresDep, settings: SettingsDep, ba
         "candidates": candidates,
         "degraded": sorted(set(degraded)),
         "took_ms": round((time.perf_counter() - t0) * 1000, 2),
+        "timing_ms": {k: round(v, 2) for k, v in timing.items()},
     }

@@ -1,0 +1,344 @@
+"""Benchmark `feed`: GET /v1/feed on the 100k-user / 1M-post / 10M-interaction world, side by side with the
+peer it must beat (Feast's own online fetch of the same 500 candidates' features), the ranker alone, and
+the offline side (training-set build, ranker training, serving-state build).
+
+The world is the seed-7 synthetic world (bronze, as the loaders write it). Post vectors are planted, not
+encoded: embedding a million captions with MiniLM on two cores would take hours, and the feed's latency
+does not depend on how a vector was made. Each post's vector is ``normalise(c[k] + 0.9 * e)`` for its
+planted cluster k, with c[k] a random unit centroid and e Gaussian noise of norm about 1 (cosine to its own
+centroid about 0.7, to another about 0); they are written where the content assets write theirs (silver
+post_embeddings with the current encoder version, the Postgres index with its HNSW graph), so everything
+downstream (user interest on Spark, the training set, the feed) runs the platform's own code:
+``user_interest``/``user_vectors``, ``engagement_features``/``online_engagement_features`` (Spark, Feast into
+Redis), ``feed_training_set`` (Spark labels, Feast point in time), ``train_and_register`` (LightGBM, MLflow)
+and ``publish_state``.
+
+Load: an open-loop generator (requests sent on a fixed schedule whatever the answers, latency measured from
+the scheduled send so queueing is counted) from this machine's own cores, 64 client threads with keep-alive,
+users drawn at random, a fresh session per request (no cursor: every request ranks its candidates).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import json
+import random
+import statistics
+import sys
+import threading
+import time
+
+import numpy as np
+
+from bench import load_world, pct
+
+METHOD = (
+    "one process per run on this machine (2 cores): embedded Postgres 18 + pgvector, Redis, Sail (Spark Connect), "
+    "MLflow; the synthetic world loaded into bronze; planted post vectors (see the module docstring) written to "
+    "silver post_embeddings and the Postgres index (HNSW m=16, ef_construction=64); the platform's own assets for "
+    "interest vectors, engagement features + Feast materialization, training sets and the ranker; then the API "
+    "(uvicorn, 1 worker) under an open-loop load of GET /v1/feed?limit=10 at each rate for a fixed time, latency "
+    "from the scheduled send; Feast peer: FeatureStore.get_online_features(feed_ranking_v1) for the same user and "
+    "500 candidate posts, sequential calls; ranker: Ranker.score on 500 x 12 features"
+)
+SCALES = {
+    "small": [dict(users=10_000, posts=100_000, interactions=1_000_000, days=14, train_days=4,
+                   rates=[25, 50, 100, 150], seconds=15, peer_calls=100, cluster_users=300)],
+    "full": [dict(users=100_000, posts=1_000_000, interactions=10_000_000, days=14, train_days=4,
+                  rates=[25, 50, 100, 150], seconds=30, peer_calls=200, cluster_users=500)],
+}
+NOISE = 0.9
+CANDIDATES = 500
+
+
+def configs(scale: str) -> list[dict]:
+    return SCALES[scale]
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def summary_ms(values: list[float]) -> dict:
+    if not values:
+        return {"p50_ms": None, "p99_ms": None, "mean_ms": None}
+    return {"p50_ms": pct(values, 0.5), "p99_ms": pct(values, 0.99), "mean_ms": round(statistics.mean(values) * 1000, 2)}
+
+
+def _timed(fn, *args, **kw):
+    t0 = time.perf_counter()
+    result = fn(*args, **kw)
+    return result, round(time.perf_counter() - t0, 1)
+
+
+# --- the world's vectors -------------------------------------------------------------------------------------------
+def plant_vectors(s, out: dict) -> dict:
+    """Planted post vectors into silver post_embeddings and the Postgres index (with its HNSW graph)."""
+    import psycopg
+    import pyarrow as pa
+
+    from assets.content.assets import _encoder
+    from assets.content.embeddings import DIM, embedding_version, normalise, vectors_column
+    from assets.content.tables import POST_EMBEDDINGS
+    from socialpulse import lake, vectors
+    from socialpulse.contracts import POSTS
+
+    posts = lake.read(POSTS, settings=s, columns=["post_id", "author_id", "hashtags", "language", "created_at", "event_date"])
+    truth = lake.read(f"{s.lake}/meta/synthetic_posts", columns=["post_id", "cluster"])
+    cluster = dict(zip(truth["post_id"].to_pylist(), truth["cluster"].to_pylist()))
+    ids = posts["post_id"].to_pylist()
+    k = max(cluster.values()) + 1
+    rng = np.random.default_rng(11)
+    centroids = normalise(rng.normal(size=(k, DIM)))
+    labels = np.fromiter((cluster[p] for p in ids), dtype=np.int64, count=len(ids))
+    vecs = np.empty((len(ids), DIM), np.float32)
+    for start in range(0, len(ids), 100_000):
+        sl = slice(start, start + 100_000)
+        noise = rng.normal(scale=NOISE / np.sqrt(DIM), size=(len(labels[sl]), DIM))
+        vecs[sl] = normalise(centroids[labels[sl]] + noise).astype(np.float32)
+    version = embedding_version(_encoder().version)
+    now = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    n = len(ids)
+    table = pa.table({
+        "post_id": posts["post_id"], "author_id": posts["author_id"], "language": posts["language"],
+        "hashtags": posts["hashtags"], "document": pa.array(["planted"] * n), "content_hash": pa.array(["planted"] * n),
+        "encoder_version": pa.array([version] * n), "embedding": vectors_column(vecs),
+        "embedded_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")), "created_at": posts["created_at"],
+        "event_date": posts["event_date"]})
+    lake.overwrite(POST_EMBEDDINGS, table.cast(POST_EMBEDDINGS.schema), settings=s)
+    out["post_embeddings_write_s"] = round(time.perf_counter() - t0, 1)
+    _say(f"feed bench: {n} planted post vectors in silver ({out['post_embeddings_write_s']} s)")
+    authors = posts["author_id"].to_pylist()
+    created = [c.isoformat() for c in posts["created_at"].to_pylist()]
+    days = [d.isoformat() for d in posts["event_date"].to_pylist()]
+    tags = posts["hashtags"].to_pylist()
+    t0 = time.perf_counter()
+    with psycopg.connect(s.postgres) as conn:
+        vectors.ensure_tables(conn)
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY {vectors.SCHEMA}.{vectors.POSTS_TABLE} (id, metadata, contents, embedding) FROM STDIN") as cp:
+                for i in range(n):
+                    meta = {"post_id": ids[i], "author_id": authors[i], "author_handle": authors[i], "created_at": created[i],
+                            "day": days[i], "language": None, "hashtags": tags[i], "action": "allow",
+                            "content_hash": "planted", "embedding_version": version}
+                    cp.write_row((ids[i], json.dumps(meta), " ".join(f"#{t}" for t in tags[i]), vectors.vector_literal(vecs[i])))
+        conn.commit()
+        out["index_copy_s"] = round(time.perf_counter() - t0, 1)
+        _say(f"feed bench: {n} rows copied into the index ({out['index_copy_s']} s); building HNSW")
+        conn.execute(f"ANALYZE {vectors.SCHEMA}.{vectors.POSTS_TABLE}")
+        conn.commit()
+        t0 = time.perf_counter()
+        vectors.ensure_hnsw(conn, build_memory="3GB" if n > 200_000 else "1GB")
+        out["hnsw_build_s"] = round(time.perf_counter() - t0, 1)
+    _say(f"feed bench: HNSW built in {out['hnsw_build_s']} s")
+    return {"ids": ids, "cluster": cluster}
+
+
+# --- load -------------------------------------------------------------------------------------------------------------
+def open_loop(api: str, users: list[str], rate: int, seconds: int, threads: int = 64) -> dict:
+    import httpx
+
+    local = threading.local()
+    lat: list[float] = []
+    server: list[float] = []
+    stages: dict[str, list[float]] = {}
+    errors: dict[str, int] = {}
+    degraded = 0
+    lock = threading.Lock()
+
+    def client():
+        c = getattr(local, "c", None)
+        if c is None:
+            c = local.c = httpx.Client(base_url=api, timeout=30)
+        return c
+
+    def one(scheduled: float, user: str) -> None:
+        nonlocal degraded
+        try:
+            r = client().get("/v1/feed", params={"user_id": user, "limit": 10})
+            ok, key = r.status_code == 200, str(r.status_code)
+            body = r.json() if ok else {}
+        except httpx.HTTPError as exc:
+            ok, key, body = False, type(exc).__name__, {}
+        done = time.perf_counter()
+        with lock:
+            if ok:
+                lat.append(done - scheduled)
+                server.append(body["took_ms"] / 1000)
+                for k, v in body.get("timing_ms", {}).items():
+                    stages.setdefault(k, []).append(v)
+                degraded += bool(body["degraded"])
+            else:
+                errors[key] = errors.get(key, 0) + 1
+
+    rng = random.Random(rate)
+    n = rate * seconds
+    t0 = time.perf_counter() + 0.2
+    with cf.ThreadPoolExecutor(threads) as pool:
+        for i in range(n):
+            at = t0 + i / rate
+            wait = at - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            pool.submit(one, at, rng.choice(users))
+    wall = time.perf_counter() - t0
+    return {"rate": rate, "seconds": seconds, "requests": n, "ok": len(lat), "errors": errors, "degraded": degraded,
+            "achieved_per_s": round(len(lat) / wall, 1), **summary_ms(lat),
+            "server": summary_ms(server),
+            "server_stage_p50_ms": {k: round(float(np.median(v)), 2) for k, v in stages.items()}}
+
+
+def feast_peer(s, user: str, post_ids: list[str], calls: int) -> dict:
+    from socialpulse import features
+
+    features.get_feed_ranking_features(s, user, post_ids)  # warm: registry, connection
+    lat = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        rows = features.get_feed_ranking_features(s, user, post_ids)
+        lat.append(time.perf_counter() - t0)
+    filled = sum(1 for r in rows if r.get("views_7d") is not None)
+    return {"candidates": len(post_ids), "calls": calls, "rows_with_features": filled, **summary_ms(lat)}
+
+
+def ranker_alone(ranker, calls: int = 1000) -> dict:
+    from socialpulse.ranking.model import FEATURES
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(CANDIDATES, len(FEATURES)))
+    lat = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        ranker.score(X)
+        lat.append(time.perf_counter() - t0)
+    return {"candidates": CANDIDATES, "calls": calls, **summary_ms(lat)}
+
+
+def _restart_spark(s) -> None:
+    """Stop Sail and start a fresh one on the same port (its socket may take a few seconds to be released)."""
+    from socialpulse.services.manager import ServiceError, services_down, services_up
+    from socialpulse.spark import stop_sessions
+
+    stop_sessions()
+    services_down(s, ["spark"])
+    for attempt in range(30):
+        try:
+            services_up(s, ["spark"])
+            return
+        except ServiceError:
+            if attempt == 29:
+                raise
+            time.sleep(1)
+
+
+def main(cfg: dict) -> dict:
+    import dagster as dg
+    import httpx
+
+    from assets.content.assets import user_interest, user_vectors
+    from assets.engagement.assets import engagement_features, online_engagement_features
+    from assets.ranking.assets import feed_training_set
+    from assets.ranking.state_job import publish_state
+    from assets.ranking.train import train_and_register
+    from assets.ranking.training import cluster_recovery
+    from orchestration.resources import build_resources
+    from socialpulse import lake
+    from socialpulse.services.manager import services_down, services_up
+    from socialpulse.settings import get_settings
+
+    s = get_settings()
+    services_up(s, ["postgres", "redis", "spark", "mlflow"])
+    out = dict(cfg)
+    resources = build_resources(s)
+
+    def materialize(assets_, day):
+        r = dg.materialize(assets_, resources=resources, partition_key=day.isoformat(), raise_on_error=False)
+        if not r.success:
+            raise RuntimeError(f"{[a.key.to_user_string() for a in assets_]} {day} failed: "
+                               f"{[e.message for e in r.all_events if e.is_failure][:3]}")
+        return {e.asset_key.path[-1]: {k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
+                for e in r.get_asset_materialization_events()}
+
+    try:
+        start, end = load_world(s, cfg, out, _say)
+        planted = plant_vectors(s, out)
+        train_days = [end - dt.timedelta(days=i) for i in range(cfg["train_days"] - 1, -1, -1)]
+        feature_days = [train_days[0] - dt.timedelta(days=1)] + train_days
+        out["offline"] = {"interest_s": {}, "engagement_s": {}, "training_set": {}}
+        for day in feature_days:
+            # Sail's memory grows run after run at this scale (the build bench was OOM-killed): a fresh server per day
+            _restart_spark(s)
+            _, secs = _timed(materialize, [engagement_features, online_engagement_features], day)
+            out["offline"]["engagement_s"][day.isoformat()] = secs
+            _, secs = _timed(materialize, [user_interest, user_vectors], day)
+            out["offline"]["interest_s"][day.isoformat()] = secs
+            _say(f"feed bench: features and interest of {day} done")
+        for day in train_days:
+            meta, secs = _timed(materialize, [feed_training_set], day)
+            out["offline"]["training_set"][day.isoformat()] = {"s": secs, **meta["feed_training_set"]}
+            _say(f"feed bench: training set {day}: {secs} s {meta['feed_training_set']}")
+        t0 = time.perf_counter()
+        trained = train_and_register(s, log=_say)
+        out["offline"]["ranker_total_s"] = round(time.perf_counter() - t0, 1)
+        ranker = trained.pop("ranker")
+        out["offline"]["ranker"] = {k: v for k, v in trained.items() if k != "evaluation"}
+        out["offline"]["evaluation"] = trained["evaluation"]
+        import redis
+
+        state, secs = _timed(publish_state, s, redis.Redis.from_url(s.redis))
+        out["offline"]["serving_state"] = {"s": secs, **state}
+        out["ranker_alone"] = ranker_alone(ranker)
+        _say(f"feed bench: ranker alone {out['ranker_alone']}")
+
+        services_up(s, ["api"])
+        api = f"http://{s.api_host}:{s.api_port}"
+        users = lake.read(f"{s.lake}/meta/synthetic_users", columns=["user_id"])["user_id"].to_pylist()
+        with httpx.Client(base_url=api, timeout=60) as c:
+            for _ in range(120):  # the champion loads in the background after start
+                body = c.get("/v1/feed", params={"user_id": users[0], "limit": 10}).json()
+                if body.get("model_version") == ranker.version:
+                    break
+                time.sleep(1)
+            out["model_version_served"] = body.get("model_version")
+            probe = c.get("/v1/feed", params={"user_id": users[1], "limit": 50}).json()
+        # the peer: Feast's SDK fetch of the same features for one user's 500 candidates
+        cand_ids = [i["post_id"] for i in probe["items"]]
+        cand_ids += [p for p in planted["ids"][-5000:] if p not in set(cand_ids)][: CANDIDATES - len(cand_ids)]
+        out["feast_get_online_features_500"] = feast_peer(s, users[1], cand_ids, cfg["peer_calls"])
+        _say(f"feed bench: Feast peer {out['feast_get_online_features_500']}")
+        rng = random.Random(9)
+        load_users = rng.sample(users, min(len(users) * 4 // 5, 20_000))
+        out["load"] = []
+        for rate in cfg["rates"]:
+            result = open_loop(api, load_users, rate, cfg["seconds"])
+            out["load"].append(result)
+            _say(f"feed bench: {result}")
+        under = [r["rate"] for r in out["load"] if r["p99_ms"] is not None and r["p99_ms"] < 100 and not r["errors"]]
+        out["max_rate_p99_under_100ms"] = max(under) if under else None
+        truth = lake.read(f"{s.lake}/meta/synthetic_users", columns=["user_id", "cluster"])
+        user_cluster = dict(zip(truth["user_id"].to_pylist(), truth["cluster"].to_pylist()))
+        fresh_users = [u for u in users if u not in set(load_users)][: cfg["cluster_users"]]
+        feeds = {}
+        with httpx.Client(base_url=api, timeout=60) as c:
+            for u in fresh_users:
+                feeds[u] = [i["post_id"] for i in c.get("/v1/feed", params={"user_id": u, "limit": 10}).json()["items"]]
+        out["clusters"] = cluster_recovery(feeds, user_cluster, planted["cluster"], planted["ids"])
+        _say(f"feed bench: planted clusters {out['clusters']}")
+    finally:
+        services_down(s)
+    return out
+
+
+if __name__ == "__main__":
+    import os
+    import traceback
+
+    try:
+        print(json.dumps(main(json.loads(sys.argv[1])), default=str), flush=True)
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)  # a library's leftover non-daemon thread must not keep a failed run alive
+    os._exit(0)
