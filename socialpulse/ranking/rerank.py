@@ -27,7 +27,7 @@ WINDOW = 10
 #: page is for posts chosen for the user: their interests and the creators they follow)
 SOURCE_CAPS = {"fresh": 2, "popular": 1, "trending": 2}
 #: how far down the remaining posts a position looks for one that fits the caps
-LOOKAHEAD = 50
+LOOKAHEAD = 500  # the whole candidate set: a narrow pool still gets the best fit
 #: freshness bonus (in request-standardised score units) of a post just made; it halves every FRESH_HALF_LIFE_H
 FRESH_BONUS = 0.5
 FRESH_HALF_LIFE_H = 24.0
