@@ -709,9 +709,10 @@ def _interactions_day(world: World, posts: _PostState, follows: _FollowState, d:
 
 
 #: the logging policy of the synthetic world: every view was served to the viewer IMPRESSION_LEAD_US
-#: before it started, in one feed request per viewer and day
+#: before it started, in one feed request per viewer and day (one microsecond: a view of a post made today
+#: can start a microsecond after the post was made, and nothing is served before it exists)
 SYNTHETIC_POLICY = "synthetic-policy"
-IMPRESSION_LEAD_US = SECOND_US
+IMPRESSION_LEAD_US = 1
 
 
 def _impressions(day: dt.date, etype: np.ndarray, user: np.ndarray, epost: np.ndarray, ets: np.ndarray,

@@ -46,7 +46,7 @@ def world(stack, state_folder, materialize):
     """Materialize the whole feed pipeline for DAYS days of a small synthetic world."""
     from assets.content.assets import post_embeddings, post_vectors, user_interest, user_vectors
     from assets.engagement.assets import engagement_features, online_engagement_features
-    from assets.ranking.assets import feed_ranker, feed_serving_state, feed_training_set
+    from assets.ranking.assets import feed_ranker, feed_serving_state, feed_training_set, training_set_valid
     from socialpulse import settings as settings_mod
     from socialpulse.contracts import POSTS as POSTS_T
     from socialpulse.synthetic import load_synthetic
@@ -75,7 +75,8 @@ def world(stack, state_folder, materialize):
         for d in days:
             run([engagement_features, online_engagement_features, post_embeddings, post_vectors, user_interest,
                  user_vectors], d)
-        training = {d: run([feed_training_set], d)["feed_training_set"] for d in days}
+        training = {d: materialize([feed_training_set], d, [training_set_valid], settings=s)["feed_training_set"]
+                    for d in days}
         ranker = run([feed_ranker])["feed_ranker"]
         state = run([feed_serving_state])["serving_state"]
         yield {"settings": s, "training": training, "ranker": ranker, "state": state, "days": days, "run": run}

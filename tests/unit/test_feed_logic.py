@@ -121,3 +121,17 @@ def test_time_split_needs_three_days_and_holds_out_the_last():
     assert time_split(days) == {"train": days[1:3], "validation": [days[0]], "test": [days[3]]}
     with pytest.raises(ValueError, match="at least 3 days"):
         time_split(days[:2])
+
+
+def test_synthetic_impressions_are_never_served_before_their_post_exists():
+    import pyarrow.compute as pc
+
+    from socialpulse.synthetic import WorldConfig, build_world, iter_days
+
+    created = {}
+    for batch in iter_days(build_world(WorldConfig(users=120, posts=600, days=3))):
+        posts = batch.tables["posts"]
+        created.update(zip(posts["post_id"].to_pylist(), posts["created_at"].to_pylist()))
+        imps = batch.tables["impressions"]
+        assert imps.num_rows > 0 and pc.all(pc.equal(imps["event_date"], pa.scalar(batch.date, pa.date32()))).as_py()
+        assert all(s >= created[p] for p, s in zip(imps["post_id"].to_pylist(), imps["served_at"].to_pylist()))
