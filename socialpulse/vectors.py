@@ -13,13 +13,15 @@ always runs ``CREATE EXTENSION vectorscale`` (missing on plain Postgres, STACK.m
   :data:`COLD_START_USER`), newest ``as_of`` wins.
 * ``hashtags`` / ``creators``: the servable hashtags and authors with their post counts, trigram-indexed
   for the hashtag and creator part of a search.
+* ``feed_pool``: the feed's global candidate pools (source, rank, post id and the post's vector), replaced
+  as a whole by the feed state (:func:`publish_feed_pool`).
 """
 
 from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import psycopg
@@ -42,6 +44,9 @@ TEXT_SEARCH_CONFIG = "english"
 #: the metadata a post needs to be served by search, similar posts and (later) the feed
 SERVABLE = {"action": "allow"}
 INDEX_NAME = f"{POSTS_TABLE}_embedding_idx"
+#: the feed's global candidate pools (popular, fresh, trending), with their vectors so that a request can pick
+#: each pool's posts nearest to the user by an exact scan of a few thousand rows (written by the feed state)
+FEED_POOL_TABLE = "feed_pool"
 
 DDL = f"""
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -79,6 +84,13 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.creators (
     last_post_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS creators_trgm_idx ON {SCHEMA}.creators USING gin (handle gin_trgm_ops);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.{FEED_POOL_TABLE} (
+    source text NOT NULL,
+    rank integer NOT NULL,
+    post_id text NOT NULL,
+    embedding vector({DIM}) NOT NULL,
+    PRIMARY KEY (source, rank)
+);
 """
 
 _READY: "weakref.WeakSet[psycopg.Connection]" = weakref.WeakSet()
@@ -231,9 +243,19 @@ def upsert_user_vectors(conn: psycopg.Connection, rows: Iterable[tuple[str, np.n
 
 
 # --- reads (serving) ---------------------------------------------------------------------------------------
-def _require_index(conn: psycopg.Connection) -> None:
-    if not relation_exists(conn, f"{SCHEMA}.{POSTS_TABLE}"):
-        raise IndexNotBuilt("the search index has not been built yet (materialize postgres/search/post_vectors)")
+_INDEXED: "weakref.WeakKeyDictionary[psycopg.Connection, set[str]]" = weakref.WeakKeyDictionary()
+_NOT_BUILT = {POSTS_TABLE: "the search index has not been built yet (materialize postgres/search/post_vectors)",
+              FEED_POOL_TABLE: "the feed's candidate pools have not been published yet (materialize feed_serving_state)"}
+
+
+def _require_index(conn: psycopg.Connection, table: str = POSTS_TABLE) -> None:
+    """Raise :class:`IndexNotBuilt` until ``table`` exists (checked once per connection: the tables are never
+    dropped, so a serving request pays no extra round trip)."""
+    if conn in _READY or table in _INDEXED.get(conn, ()):
+        return
+    if not relation_exists(conn, f"{SCHEMA}.{table}"):
+        raise IndexNotBuilt(_NOT_BUILT[table])
+    _INDEXED.setdefault(conn, set()).add(table)
 
 
 def _client_sql(query: str, params: list) -> tuple[str, list]:
@@ -384,15 +406,41 @@ def configure_session(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
+def publish_feed_pool(conn: psycopg.Connection, pools: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Replace the feed's candidate pools (source -> post ids, best first) in one transaction, copying each
+    post's vector from the index; posts not servable are left out. Readers see the old pools or the new."""
+    ensure_tables(conn)
+    sources = [src for src, ids in pools.items() for _ in ids]
+    ranks = [i for ids in pools.values() for i in range(len(ids))]
+    ids = [p for ids_ in pools.values() for p in ids_]
+    with conn.transaction():
+        conn.execute(f"DELETE FROM {SCHEMA}.{FEED_POOL_TABLE}")
+        conn.execute(
+            f"""INSERT INTO {SCHEMA}.{FEED_POOL_TABLE} (source, rank, post_id, embedding)
+                SELECT x.source, x.rank, p.id, p.embedding
+                FROM unnest(%s::text[], %s::int[], %s::text[]) AS x(source, rank, post_id)
+                JOIN {SCHEMA}.{POSTS_TABLE} p ON p.id = x.post_id AND p.metadata @> %s::jsonb""",
+            (sources, ranks, ids, json.dumps(SERVABLE)))
+    counts = conn.execute(f"SELECT source, count(*) FROM {SCHEMA}.{FEED_POOL_TABLE} GROUP BY source").fetchall()
+    return {src: n for src, n in counts}
+
+
 def feed_candidates(conn: psycopg.Connection, user_id: str, other_ids: Sequence[str], not_interested: Sequence[str],
-                    k_interest: int) -> list[dict]:
-    """In one statement: the ``k_interest`` servable posts nearest to the user's interest vector (the
-    cold-start vector for a user without one) and the servable ones among ``other_ids`` (the other candidate
-    sources), each with its author, hashtags, creation time, cosine similarity to the interest vector and
-    the highest similarity to the posts the user marked not interested. Posts not servable (pending, review,
-    limit, remove) never come back. Rows: ``post_id, author_id, hashtags, created_at, sim_interest,
-    sim_not_interested, nearest``."""
+                    k_interest: int, per_pool: int) -> list[dict]:
+    """In one statement, a request's candidates from Postgres:
+
+    - the ``k_interest`` servable posts nearest to the user's interest vector (the cold-start vector for a
+      user without one), through the HNSW index (``nearest``);
+    - from each feed pool (popular, fresh, trending) its ``per_pool`` posts nearest to that vector, by an
+      exact scan of the pool (``pools``: the pools a post was picked from);
+    - the servable ones among ``other_ids`` (the user's own sources: followed creators' posts).
+
+    Each row has the post's author, first hashtag (``topic``), creation time, cosine similarity to the
+    interest vector and the highest similarity to the posts the user marked not interested. Posts not
+    servable (pending, review, limit, remove) never come back. Rows: ``post_id, author_id, topic,
+    created_at, sim_interest, sim_not_interested, nearest, pools``."""
     _require_index(conn)
+    _require_index(conn, FEED_POOL_TABLE)
     table = f"{SCHEMA}.{POSTS_TABLE}"
     servable = json.dumps(SERVABLE)
     with conn.cursor(row_factory=dict_row) as cur:
@@ -401,27 +449,21 @@ def feed_candidates(conn: psycopg.Connection, user_id: str, other_ids: Sequence[
                            ORDER BY (user_id = %(user)s) DESC LIMIT 1),
                      ann AS (SELECT p.id FROM {table} p WHERE p.metadata @> %(servable)s::jsonb
                              ORDER BY p.embedding <=> (SELECT embedding FROM u) LIMIT %(k)s),
-                     ni AS (SELECT embedding FROM {table} WHERE id = ANY(%(ni)s)),
-                     ids AS (SELECT id, bool_or(nearest) AS nearest
-                             FROM (SELECT id, true AS nearest FROM ann
-                                   UNION ALL SELECT unnest(%(others)s::text[]), false) x GROUP BY id)
-                SELECT p.id AS post_id, p.metadata->>'author_id' AS author_id, p.metadata->'hashtags' AS hashtags,
-                       p.metadata->>'created_at' AS created_at,
+                     pool AS (SELECT post_id, source FROM (
+                                SELECT post_id, source, row_number() OVER (
+                                    PARTITION BY source ORDER BY embedding <=> (SELECT embedding FROM u)) AS n
+                                FROM {SCHEMA}.{FEED_POOL_TABLE}) x WHERE n <= %(per_pool)s),
+                     ni AS MATERIALIZED (SELECT embedding FROM {table} WHERE id = ANY(%(ni)s)),
+                     ids AS (SELECT id, bool_or(nearest) AS nearest, array_remove(array_agg(source), NULL) AS pools
+                             FROM (SELECT id, true AS nearest, NULL::text AS source FROM ann
+                                   UNION ALL SELECT post_id, false, source FROM pool
+                                   UNION ALL SELECT unnest(%(others)s::text[]), false, NULL) x GROUP BY id)
+                SELECT p.id AS post_id, p.metadata->>'author_id' AS author_id,
+                       p.metadata->'hashtags'->>0 AS topic, p.metadata->>'created_at' AS created_at,
                        1 - (p.embedding <=> (SELECT embedding FROM u)) AS sim_interest,
                        (SELECT max(1 - (p.embedding <=> ni.embedding)) FROM ni) AS sim_not_interested,
-                       ids.nearest
+                       ids.nearest, ids.pools
                 FROM ids JOIN {table} p ON p.id = ids.id
                 WHERE p.metadata @> %(servable)s::jsonb""",
             {"users": [user_id, COLD_START_USER], "user": user_id, "servable": servable, "k": int(k_interest),
-             "ni": list(not_interested), "others": list(other_ids)}).fetchall()
-
-
-def recent_servable(conn: psycopg.Connection, limit: int) -> list[dict]:
-    """The newest servable posts (the feed's popularity fallback when Redis, and with it the candidate
-    lists, cannot be reached)."""
-    if not relation_exists(conn, f"{SCHEMA}.{POSTS_TABLE}"):
-        return []
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            f"""SELECT id AS post_id FROM {SCHEMA}.{POSTS_TABLE} WHERE metadata @> %s::jsonb
-                ORDER BY metadata->>'created_at' DESC LIMIT %s""", (json.dumps(SERVABLE), limit)).fetchall()
+             "per_pool": int(per_pool), "ni": list(not_interested), "others": list(other_ids)}).fetchall()

@@ -1,8 +1,10 @@
 """The feed's serving state, built from the lake and the index (pure given its inputs): what the feed state
-asset publishes into Redis through :mod:`socialpulse.ranking.store`.
+asset publishes into Postgres (the candidate pools, :func:`socialpulse.vectors.publish_feed_pool`) and Redis
+(:mod:`socialpulse.ranking.store`).
 
-- global candidate lists: ``popular`` (7-day views weighted by engagement), ``fresh`` (newest), ``trending``
-  (posts carrying a currently flagged hashtag, by the tag's score then recency); servable posts only;
+- global candidate pools of :data:`POOL_SIZE` posts: ``popular`` (yesterday's views, then the week's, weighted by
+  engagement), ``fresh`` (newest), ``trending`` (posts carrying a currently flagged hashtag, by the tag's score
+  then recency); servable posts only. A request takes from each pool the posts nearest to the user;
 - packed post features: the latest engagement row of each servable post (:data:`POST_FEATURES`);
 - per user: the latest engagement features, the follow graph's current state (followed, unfollowed), blocks,
   posts marked not interested (and their creators), the recent posts of followed creators, and the posts
@@ -20,7 +22,7 @@ import pyarrow.compute as pc
 
 from socialpulse.ranking.model import POST_FEATURES, USER_FEATURES
 
-LIST_SIZE = 300
+POOL_SIZE = 1000
 FOLLOWING_POSTS = 100
 NOT_INTERESTED_KEPT = 50
 SEEN_DAYS = 7
@@ -39,7 +41,7 @@ def latest_rows(table: pa.Table, key: str, ts: str = "feature_ts") -> pa.Table:
 
 
 def global_lists(posts: Sequence[Mapping], post_features: Mapping[str, np.ndarray], trend_scores: Mapping[str, float],
-                 size: int = LIST_SIZE) -> dict[str, list[str]]:
+                 size: int = POOL_SIZE) -> dict[str, list[str]]:
     """``posts``: servable posts (post_id, created_at ISO, hashtags). Returns popular, fresh and trending."""
     col = {n: i for i, n in enumerate(POST_FEATURES)}
 
@@ -47,7 +49,7 @@ def global_lists(posts: Sequence[Mapping], post_features: Mapping[str, np.ndarra
         f = post_features.get(pid)
         if f is None:
             return 0.0
-        views = np.nan_to_num(f[col["views_7d"]])
+        views = np.nan_to_num(f[col["views_1d"]]) + 0.1 * np.nan_to_num(f[col["views_7d"]])
         rate = np.nan_to_num(f[col["engagement_rate_7d"]])
         return float(np.log1p(views) * (1.0 + rate))
 

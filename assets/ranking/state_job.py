@@ -1,5 +1,6 @@
 """Read what the feed's serving state is made of (Postgres index and trends, gold engagement, bronze
-feedback) and publish it into Redis (:mod:`socialpulse.ranking.store`)."""
+feedback) and publish it: the candidate pools into Postgres (:func:`socialpulse.vectors.publish_feed_pool`),
+the rest into Redis (:mod:`socialpulse.ranking.store`)."""
 
 from __future__ import annotations
 
@@ -65,10 +66,11 @@ def publish_state(settings: Settings, redis, today: dt.date | None = None) -> di
     matrix = np.stack([post_feats.get(p, np.full(len(POST_FEATURES), np.nan)) for p in ids]) if ids else np.zeros((0, len(POST_FEATURES)))
     store.publish_posts(redis, ids, matrix)
     pruned = store.prune_posts(redis, ids)
-    store.publish_lists(redis, lists)
+    with psycopg.connect(settings.postgres, connect_timeout=5) as conn:
+        pools = vectors.publish_feed_pool(conn, lists)
     store.publish_users(redis, users)
     as_of = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     store.publish_meta(redis, as_of=as_of, posts=len(ids), users=len(users), trending_tags=len(trends))
     return {"posts": len(ids), "posts_with_features": sum(1 for p in ids if p in post_feats), "posts_pruned": pruned,
-            "users": len(users), "trending_posts": len(lists["trending"]), "read_s": round(t_read, 2),
+            "users": len(users), "pools": pools, "trending_posts": len(lists["trending"]), "read_s": round(t_read, 2),
             "build_s": round(t_build, 2), "total_s": round(time.perf_counter() - t0, 2), "as_of": as_of}

@@ -22,6 +22,7 @@ from assets.ranking.tables import FEED_TRAINING_SET
 from assets.ranking.training import CANDIDATES_K, candidate_recall, evaluate_rankings, nearest_posts, time_split
 from socialpulse import lake
 from socialpulse.ranking.model import FEATURES, POST_FEATURES, Ranker, group_sizes
+from socialpulse.ranking.feed import CANDIDATES
 from socialpulse.ranking.rerank import merge_candidates
 from socialpulse.settings import Settings
 
@@ -49,12 +50,17 @@ def _matrix(t: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date, k: int = CANDIDATES_K) -> dict:
-    """Recall@k of the merged candidate sources (interest, following, popular, fresh) rebuilt as of the start
-    of ``day`` for the users of its impressions, against the posts they engaged with (grade >= 1)."""
+    """Recall@k of the merged candidate sources rebuilt as of the start of ``day`` for the users of its
+    impressions, against the posts they engaged with (grade >= 1); the serving path's sources and sizes:
+    interest neighbours (exact here, HNSW online), each global pool's posts nearest to the user (popular from
+    the previous day's engagement, fresh; trending is left out: trend scores are not kept as of a past hour),
+    and followed creators' recent posts. Also the recall of the interest neighbours alone."""
     from assets.content.embeddings import to_matrix
     from assets.content.tables import POST_EMBEDDINGS
     from assets.engagement.spark_features import POST_ENGAGEMENT
     from assets.ranking.assets import _follows_before, _interest_as_of
+    from assets.ranking.state import FOLLOWING_POSTS, feature_map, global_lists
+    from socialpulse.ranking.feed import K_INTEREST, PER_SOURCE, by_similarity
 
     start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
     emb = lake.read(POST_EMBEDDINGS, settings=settings, columns=["post_id", "author_id", "embedding", "created_at"],
@@ -64,6 +70,7 @@ def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date
         return {f"candidate_recall@{k}": 0.0, "users": 0}
     emb = emb.sort_by([("created_at", "descending")])
     ids = emb["post_id"].to_pylist()
+    row_of = {p: i for i, p in enumerate(ids)}
     matrix = to_matrix(emb["embedding"])
     interest, cold = _interest_as_of(settings, day - dt.timedelta(days=1))
     positives: dict[str, set[str]] = {}
@@ -73,23 +80,29 @@ def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date
     users = sorted(positives)
     dim = matrix.shape[1]
     uvec = np.stack([interest.get(u, cold if cold is not None else np.zeros(dim, np.float32)) for u in users])
-    nearest = nearest_posts(uvec, matrix, ids, k)
-    eng = lake.read(POST_ENGAGEMENT.uri(settings), columns=["post_id", "views_7d", "event_date"],
-                    filters=[("event_date", "=", day - dt.timedelta(days=1))])
-    popular = [p for _, p in sorted(zip((-v for v in eng["views_7d"].to_pylist()), eng["post_id"].to_pylist()))][:k]
-    fresh = ids[:k]
+    nearest = nearest_posts(uvec, matrix, ids, K_INTEREST)
+    eng = lake.read(POST_ENGAGEMENT.uri(settings), filters=[("event_date", "=", day - dt.timedelta(days=1))])
+    posts = [{"post_id": p, "created_at": c.isoformat(), "hashtags": []}
+             for p, c in zip(ids, emb["created_at"].to_pylist())]
+    pools = {name: pool for name, pool in global_lists(posts, feature_map(eng, "post_id", POST_FEATURES), {}).items()
+             if pool}
+    pool_rows = {name: np.fromiter((row_of[p] for p in pool), np.int64) for name, pool in pools.items()}
     follows = _follows_before(settings, start)
     by_author: dict[str, list[str]] = {}
     for p, a in zip(ids, emb["author_id"].to_pylist()):
         by_author.setdefault(a, []).append(p)
     followed: dict[str, list[str]] = {}
     for u, a in follows:
-        followed.setdefault(u, []).extend(by_author.get(a, [])[:20])
-    candidates = {u: [c.post_id for c in merge_candidates(
-        {"following": followed.get(u, []), "interest": near, "popular": popular, "fresh": fresh}, k)]
-        for u, near in zip(users, nearest)}
+        followed.setdefault(u, []).extend(by_author.get(a, [])[:FOLLOWING_POSTS])
+    candidates = {}
+    for i, (u, near) in enumerate(zip(users, nearest)):
+        sources = {"following": followed.get(u, [])[:PER_SOURCE], "interest": near}
+        for name, pool in pools.items():
+            sources[name] = by_similarity(pool, (matrix[pool_rows[name]] @ uvec[i]).tolist(), PER_SOURCE)
+        candidates[u] = [c.post_id for c in merge_candidates(sources, CANDIDATES)]
     interest_alone = {u: near for u, near in zip(users, nearest)}
     return {f"candidate_recall@{k}": round(candidate_recall(users, positives, candidates, k), 4),
+            f"candidate_recall@{CANDIDATES}": round(candidate_recall(users, positives, candidates, CANDIDATES), 4),
             f"interest_recall@{k}": round(candidate_recall(users, positives, interest_alone, k), 4),
             "users": len(users), "posts_indexed": len(ids)}
 

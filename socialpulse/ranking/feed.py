@@ -18,7 +18,8 @@ import numpy as np
 from socialpulse.ranking.model import FEATURES, POST_FEATURES, USER_FEATURES, Ranker, heuristic_scores
 from socialpulse.ranking.rerank import Candidate, adjust, diversify, eligible, merge_candidates
 
-#: candidates ranked per request, and how many each source may offer
+#: candidates ranked per request; how many each of the user's own sources (followed creators) and each global
+#: pool (popular, fresh, trending: the posts of the pool nearest to the user) may offer; ANN neighbours
 CANDIDATES = 500
 PER_SOURCE = 150
 K_INTEREST = 300
@@ -54,13 +55,17 @@ def decode_cursor(cursor: str, user_id: str) -> tuple[str, int]:
     return request_id, offset
 
 
-def other_sources(lists: Mapping[str, Sequence[str]], sources: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """The non-vector candidate sources of a request: followed creators' recent posts, trending, fresh and
-    popular posts, each cut to :data:`PER_SOURCE`."""
-    out = {"following": list(lists.get("following", ()))[:PER_SOURCE]}
-    for name in ("trending", "fresh", "popular"):
-        out[name] = list(sources.get(name, ()))[:PER_SOURCE]
-    return out
+def other_sources(lists: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """The candidate sources a request reads from the user's state: followed creators' recent posts, cut to
+    :data:`PER_SOURCE` (the global pools are picked in Postgres, nearest to the user)."""
+    return {"following": list(lists.get("following", ()))[:PER_SOURCE]}
+
+
+def by_similarity(post_ids: Sequence[str], sims: Sequence[float], n: int) -> list[str]:
+    """The ``n`` of ``post_ids`` most similar to the user, best first (ties by id): how a global pool offers
+    its posts to one user (Postgres does it online; offline evaluation calls this)."""
+    order = sorted(range(len(post_ids)), key=lambda i: (-sims[i], post_ids[i]))
+    return [post_ids[i] for i in order[:n]]
 
 
 def _age_hours(created_at: str | None, now: dt.datetime) -> float:
@@ -78,17 +83,22 @@ def _age_hours(created_at: str | None, now: dt.datetime) -> float:
 def candidates_from_rows(rows: Sequence[Mapping], others: Mapping[str, Sequence[str]], now: dt.datetime,
                          limit: int = CANDIDATES) -> list[Candidate]:
     """Merge the sources over the servable rows Postgres returned (a post it did not return is not
-    servable, whatever source offered it); each candidate carries its row's author, topic, age and similarities."""
+    servable, whatever source offered it): the interest neighbours and each pool's picks ordered by
+    similarity, the user's own sources in their order. Each candidate carries its row's author, topic, age
+    and similarities."""
     by_id = {r["post_id"]: r for r in rows}
-    nearest = sorted((r for r in rows if r.get("nearest")), key=lambda r: -(r.get("sim_interest") or -2.0))
-    sources = {"interest": [r["post_id"] for r in nearest]}
+    sims = {p: (r.get("sim_interest") if r.get("sim_interest") is not None else -2.0) for p, r in by_id.items()}
+    picked: dict[str, list[str]] = {"interest": [p for p, r in by_id.items() if r.get("nearest")]}
+    for p, r in by_id.items():
+        for pool in r.get("pools") or ():
+            picked.setdefault(pool, []).append(p)
+    sources = {name: by_similarity(ids, [sims[p] for p in ids], len(ids)) for name, ids in picked.items()}
     sources.update({name: [p for p in ids if p in by_id] for name, ids in others.items()})
     merged = merge_candidates(sources, limit)
     for c in merged:
         r = by_id[c.post_id]
-        tags = r.get("hashtags") or []
         c.author_id = r.get("author_id")
-        c.topic = tags[0] if tags else None
+        c.topic = r.get("topic")
         c.age_hours = _age_hours(r.get("created_at"), now)
         sim = r.get("sim_interest")
         c.sim_interest = float(sim) if sim is not None else float("nan")

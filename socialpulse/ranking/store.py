@@ -1,7 +1,7 @@
 """The feed's serving state in Redis: the layout, its writers (the feed state asset) and its readers (the
 API), in one place so the two sides cannot drift.
 
-Per feed request the API makes one pipelined Redis round trip for the user and the global candidate lists
+Per feed request the API makes one pipelined Redis round trip for the user's state
 (:func:`read_request_state`), one for the candidates' packed features and seen flags
 (:func:`read_candidate_state`), and one, after answering, to remember the page and log impressions
 (:func:`write_served`). Values are packed float32 (features) or JSON (id lists).
@@ -14,7 +14,6 @@ Keys::
                                         creators, newest first), followed, blocked, unfollowed,
                                         not_interested (post ids), not_interested_authors   (JSON lists)
     feed:seen:<user_id>          set    posts the user viewed or was served (expires SEEN_TTL_S after last use)
-    feed:cand:<source>           string JSON list of post ids (popular, fresh, trending)
     feed:page:<request_id>       string JSON: the ranked rest of a request, for its next pages (PAGE_TTL_S)
 """
 
@@ -31,7 +30,6 @@ from socialpulse.ranking.model import POST_FEATURES, USER_FEATURES
 PREFIX = "feed:"
 META = PREFIX + "meta"
 POSTS = PREFIX + "post"
-GLOBAL_SOURCES = ("popular", "fresh", "trending")
 USER_LISTS = ("following", "followed", "blocked", "unfollowed", "not_interested", "not_interested_authors")
 SEEN_TTL_S = 7 * 24 * 3600
 PAGE_TTL_S = 30 * 60
@@ -44,10 +42,6 @@ def user_key(user_id: str) -> str:
 
 def seen_key(user_id: str) -> str:
     return f"{PREFIX}seen:{user_id}"
-
-
-def list_key(source: str) -> str:
-    return f"{PREFIX}cand:{source}"
 
 
 def page_key(request_id: str) -> str:
@@ -86,13 +80,6 @@ def prune_posts(redis, keep: Iterable[str]) -> int:
     return len(gone)
 
 
-def publish_lists(redis, lists: Mapping[str, Sequence[str]]) -> None:
-    pipe = redis.pipeline(transaction=False)
-    for source, ids in lists.items():
-        pipe.set(list_key(source), json.dumps(list(ids)))
-    pipe.execute()
-
-
 def publish_users(redis, users: Mapping[str, Mapping], chunk: int = 2000) -> int:
     """Per user: ``{"features": array | None, <USER_LISTS name>: list, "seen": list}``; lists replace, seen
     posts are added to the seen set (which the API also feeds as it serves)."""
@@ -121,11 +108,10 @@ def publish_meta(redis, **meta) -> None:
 # --- readers (the API) ---------------------------------------------------------------------------------------
 @dataclass
 class RequestState:
-    """What one pipelined read returns for a user: their lists and features, and the global sources."""
+    """What one pipelined read returns for a user: their lists and features, the state's meta, a kept page."""
 
     user_features: np.ndarray
     lists: dict[str, list[str]] = field(default_factory=dict)
-    sources: dict[str, list[str]] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
     page: dict | None = None
 
@@ -149,18 +135,15 @@ def _json_list(value) -> list[str]:
 
 
 def read_request_state(redis, user_id: str, request_id: str | None = None) -> RequestState:
-    """Round trip 1: the user's hash, the global candidate lists, the state's meta (and a page, when asked)."""
+    """Round trip 1: the user's hash, the state's meta (and a page, when asked)."""
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(user_key(user_id))
-    for source in GLOBAL_SOURCES:
-        pipe.get(list_key(source))
     pipe.hgetall(META)
     if request_id is not None:
         pipe.get(page_key(request_id))
     replies = pipe.execute()
     user = {_s(k): v for k, v in (replies[0] or {}).items()}
-    sources = {s: _json_list(v) for s, v in zip(GLOBAL_SOURCES, replies[1:1 + len(GLOBAL_SOURCES)])}
-    meta = {_s(k): _s(v) for k, v in (replies[1 + len(GLOBAL_SOURCES)] or {}).items()}
+    meta = {_s(k): _s(v) for k, v in (replies[1] or {}).items()}
     page = None
     if request_id is not None and replies[-1] is not None:
         try:
@@ -169,7 +152,7 @@ def read_request_state(redis, user_id: str, request_id: str | None = None) -> Re
             page = None
     feats = unpack_rows([user.get("features")], len(USER_FEATURES))[0]
     return RequestState(user_features=feats, lists={name: _json_list(user.get(name)) for name in USER_LISTS},
-                        sources=sources, meta=meta, page=page)
+                        meta=meta, page=page)
 
 
 def read_candidate_state(redis, user_id: str, post_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, set[str]]:

@@ -31,18 +31,19 @@ def test_cursor_round_trip_and_refusals():
 
 def test_candidates_from_rows_keep_only_servable_rows_and_carry_their_fields():
     rows = [
-        {"post_id": "a", "author_id": "c1", "hashtags": ["cooking"], "created_at": (NOW - dt.timedelta(hours=2)).isoformat(),
-         "sim_interest": 0.9, "sim_not_interested": None, "nearest": True},
-        {"post_id": "b", "author_id": "c2", "hashtags": [], "created_at": NOW.isoformat(), "sim_interest": 0.1,
-         "sim_not_interested": 0.8, "nearest": False},
+        {"post_id": "a", "author_id": "c1", "topic": "cooking", "created_at": (NOW - dt.timedelta(hours=2)).isoformat(),
+         "sim_interest": 0.9, "sim_not_interested": None, "nearest": True, "pools": []},
+        {"post_id": "b", "author_id": "c2", "topic": None, "created_at": NOW.isoformat(), "sim_interest": 0.1,
+         "sim_not_interested": 0.8, "nearest": False, "pools": ["fresh"]},
     ]
-    others = {"fresh": ["b", "gone"], "popular": ["gone2"]}
+    others = {"following": ["b", "gone"]}
     cands = feed.candidates_from_rows(rows, others, NOW)
-    assert [c.post_id for c in cands] == ["a", "b"]  # "gone": no servable row, never a candidate
-    a, b = cands
+    assert [c.post_id for c in cands] == ["b", "a"]  # "gone": no servable row, never a candidate
+    b, a = cands
     assert a.source == "interest" and a.topic == "cooking" and a.age_hours == pytest.approx(2.0)
-    assert b.source == "fresh" and b.topic is None and b.sim_not_interested == pytest.approx(0.8)
-    X = feed.feature_matrix(cands, np.array([[1, 2, 3, 4, 5, 6], [np.nan] * 6]), np.array([7, 8, 9]), {"c2"})
+    assert b.source == "following" and b.sources == {"following", "fresh"} and b.topic is None
+    assert b.sim_not_interested == pytest.approx(0.8)
+    X = feed.feature_matrix([a, b], np.array([[1, 2, 3, 4, 5, 6], [np.nan] * 6]), np.array([7, 8, 9]), {"c2"})
     assert X.shape == (2, len(FEATURES))
     assert X[0, FEATURES.index("sim_interest")] == pytest.approx(0.9)
     assert X[1, FEATURES.index("follows_author")] == 1 and X[0, FEATURES.index("follows_author")] == 0
@@ -50,8 +51,21 @@ def test_candidates_from_rows_keep_only_servable_rows_and_carry_their_fields():
     assert X[1, FEATURES.index("watch_time_s_7d")] == 9
 
 
+def test_pool_picks_are_offered_nearest_first():
+    rows = [{"post_id": f"p{i}", "author_id": f"c{i}", "topic": "t", "created_at": NOW.isoformat(),
+             "sim_interest": s, "sim_not_interested": None, "nearest": False, "pools": pools}
+            for i, (s, pools) in enumerate([(0.2, ["popular"]), (0.9, ["popular", "fresh"]), (0.5, ["fresh"]),
+                                            (0.7, ["popular"])])]
+    cands = feed.candidates_from_rows(rows, {}, NOW)
+    # round-robin over the sources (fresh before popular), each pool nearest first
+    assert [(c.post_id, c.source) for c in cands] == [("p1", "fresh"), ("p2", "fresh"), ("p3", "popular"),
+                                                      ("p0", "popular")]
+    assert cands[0].sources == {"fresh", "popular"}
+    assert feed.by_similarity(["x", "y", "z"], [0.1, 0.3, 0.3], 2) == ["y", "z"]
+
+
 def test_rank_filters_and_falls_back_to_the_heuristic():
-    rows = [{"post_id": f"p{i}", "author_id": f"c{i}", "hashtags": ["t"], "created_at": NOW.isoformat(),
+    rows = [{"post_id": f"p{i}", "author_id": f"c{i}", "topic": "t", "created_at": NOW.isoformat(),
              "sim_interest": i / 10, "sim_not_interested": None, "nearest": True} for i in range(6)]
     cands = feed.candidates_from_rows(rows, {}, NOW)
     seen = np.array([c.post_id == "p5" for c in cands])  # flags come back in candidate order

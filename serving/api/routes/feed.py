@@ -1,12 +1,13 @@
 """The For You feed: ``GET /v1/feed``, ranked from materialized outputs only (Redis serving state,
 Postgres/pgvector candidates, the registered ranker).
 
-Per first page: one pipelined Redis read (user state, candidate lists), one Postgres statement (nearest posts
-to the interest vector plus every other candidate's servability and similarities), one pipelined Redis read
+Per first page: one pipelined Redis read (user state), one Postgres statement (nearest posts to the interest
+vector, each global pool's posts nearest to it, the followed creators' posts' servability, similarities), one
+pipelined Redis read
 (packed post features, seen flags, live moderation gate), scoring and re-ranking in process; after the
 response, one Redis write (the rest of the ranking for later pages, seen posts, impressions on the ingest
 stream). Later pages read the kept ranking. Degraded modes answer 200 and say so in ``degraded``:
-``redis`` (no state: interest and recent posts from Postgres ranked by the heuristic, pages cut by offset
+``redis`` (no user state: the interest and pool candidates from Postgres ranked by the heuristic, pages cut by offset
 from that deterministic order, nothing remembered or logged) and ``model`` (no champion ranker loaded:
 the heuristic ranks).
 """
@@ -51,13 +52,11 @@ def _first_page(stores, user_id: str, limit: int, state, redis_ok: bool, degrade
     t0 = time.perf_counter()
     pool = stores.pg_pool
     lists = state.lists if state is not None else {}
-    others = feed_logic.other_sources(lists, state.sources) if state is not None else {}
+    others = feed_logic.other_sources(lists)
     with pool.connection() as conn:
-        if not redis_ok:
-            others = {"popular": [r["post_id"] for r in vectors.recent_servable(conn, feed_logic.PER_SOURCE)]}
         extra = sorted({p for ids in others.values() for p in ids})
         rows = vectors.feed_candidates(conn, user_id, extra, lists.get("not_interested", [])[:20],
-                                       feed_logic.K_INTEREST)
+                                       feed_logic.K_INTEREST, feed_logic.PER_SOURCE)
     t1 = time.perf_counter()
     now = dt.datetime.now(dt.timezone.utc)
     cands = feed_logic.candidates_from_rows(rows, others, now)
@@ -97,7 +96,10 @@ def _log_served(stores, settings, user_id: str, request_id: str, page: list[dict
         pass  # Redis went away after the state read: the page was served; nothing to remember it in
 
 
-@router.get("/v1/feed", summary="The For You feed of a user, one page at a time")
+@router.get("/v1/feed", summary="The For You feed of a user, one page at a time",
+            responses={422: {"description": "malformed parameters, or a cursor this API did not return for this user"},
+                       503: {"description": "the search index or the feed's candidate pools not built yet, or "
+                                            "Postgres unavailable"}})
 async def get_feed(user_id: UserId, stores: StoresDep, settings: SettingsDep, background: BackgroundTasks,
                    limit: Limit = 10, cursor: Annotated[str | None, Query(max_length=400)] = None) -> dict:
     """Ranked posts for ``user_id``; pass ``next_cursor`` back as ``cursor`` for the next page (a post is
@@ -126,8 +128,11 @@ async def get_feed(user_id: UserId, stores: StoresDep, settings: SettingsDep, ba
     else:
         if cursor is not None and redis_ok:
             offset = 0  # the kept ranking expired: rank afresh (seen posts are left out, so nothing repeats)
-        ranked, candidates = await call_store("feed", _first_page, stores, user_id, limit, state, redis_ok, degraded,
-                                              timing)
+        try:
+            ranked, candidates = await call_store("feed", _first_page, stores, user_id, limit, state, redis_ok,
+                                                  degraded, timing)
+        except vectors.IndexNotBuilt as exc:
+            raise ApiError(503, f"feed not ready: {exc}") from None
         items = [feed_logic.item_json(c, offset + i) for i, c in enumerate(ranked.items)]
         model_version = ranked.model_version
         if not redis_ok:
