@@ -40,13 +40,18 @@ METHOD = (
     "interest vectors, engagement features + Feast materialization, training sets and the ranker; then the API "
     "(uvicorn, 1 worker) under an open-loop load of GET /v1/feed?limit=10 at each rate for a fixed time, latency "
     "from the scheduled send; Feast peer: FeatureStore.get_online_features(feed_ranking_v1) for the same user and "
-    "500 candidate posts, sequential calls; ranker: Ranker.score on 500 x 12 features"
+    "500 candidate posts, sequential calls; ranker: Ranker.score on 500 x 12 features; after a 3 s warm-up at 20/s "
+    "(not recorded); cpu_ms_per_request: CPU time of each process tree (Postgres with its backends, the API, "
+    "Redis, this load generator) over the rate's run, divided by its requests"
 )
 SCALES = {
+    # a quick development run (minutes), for comparing changes; its figures are not the issue's benchmark
+    "dev": [dict(users=2_000, posts=20_000, interactions=200_000, days=7, train_days=4,
+                 rates=[25, 50, 100], seconds=5, peer_calls=20, cluster_users=100)],
     "small": [dict(users=10_000, posts=100_000, interactions=1_000_000, days=14, train_days=4,
-                   rates=[25, 50, 100, 150], seconds=15, peer_calls=100, cluster_users=300)],
+                   rates=[25, 50, 75, 100], seconds=15, peer_calls=100, cluster_users=300)],
     "full": [dict(users=100_000, posts=1_000_000, interactions=10_000_000, days=14, train_days=4,
-                  rates=[25, 50, 100, 150], seconds=30, peer_calls=200, cluster_users=500)],
+                  rates=[25, 50, 75, 100], seconds=30, peer_calls=200, cluster_users=500)],
 }
 NOISE = 0.9
 CANDIDATES = 500
@@ -137,7 +142,49 @@ def plant_vectors(s, out: dict) -> dict:
 
 
 # --- load -------------------------------------------------------------------------------------------------------------
-def open_loop(api: str, users: list[str], rate: int, seconds: int, threads: int = 64) -> dict:
+def service_pids(s) -> dict[str, int]:
+    """The main pid of each running service (its children, e.g. Postgres backends, are counted with it)."""
+    from socialpulse.services.manager import STORES, Api
+
+    out = {}
+    for cls in (*STORES, Api):
+        pid = cls(s).pid()
+        if pid:
+            out[cls.name] = pid
+    return out
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) of each service's process tree, and of this process (the load generator)."""
+    import os
+
+    import psutil
+
+    def tree(pid: int) -> float:
+        try:
+            p = psutil.Process(pid)
+            procs = [p, *p.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        total = 0.0
+        for q in procs:
+            try:
+                t = q.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    out = {name: tree(pid) for name, pid in pids.items()}
+    me = psutil.Process(os.getpid()).cpu_times()
+    out["load_generator"] = me.user + me.system
+    return out
+
+
+def open_loop(api: str, users: list[str], rate: int, seconds: int, threads: int = 64,
+              pids: dict[str, int] | None = None) -> dict:
+    """``rate`` requests/s for ``seconds``; with ``pids``, also the CPU milliseconds each process spent per
+    request (where a 2-core machine's time goes)."""
     import httpx
 
     local = threading.local()
@@ -175,6 +222,7 @@ def open_loop(api: str, users: list[str], rate: int, seconds: int, threads: int 
 
     rng = random.Random(rate)
     n = rate * seconds
+    cpu0 = cpu_seconds(pids) if pids else {}
     t0 = time.perf_counter() + 0.2
     with cf.ThreadPoolExecutor(threads) as pool:
         for i in range(n):
@@ -184,10 +232,13 @@ def open_loop(api: str, users: list[str], rate: int, seconds: int, threads: int 
                 time.sleep(wait)
             pool.submit(one, at, rng.choice(users))
     wall = time.perf_counter() - t0
+    cpu1 = cpu_seconds(pids) if pids else {}
+    cpu = {k: round((cpu1[k] - cpu0.get(k, 0.0)) * 1000 / max(n, 1), 2) for k in cpu1}
     return {"rate": rate, "seconds": seconds, "requests": n, "ok": len(lat), "errors": errors, "degraded": degraded,
             "achieved_per_s": round(len(lat) / wall, 1), **summary_ms(lat),
             "server": summary_ms(server),
-            "server_stage_p50_ms": {k: round(float(np.median(v)), 2) for k, v in stages.items()}}
+            "server_stage_p50_ms": {k: round(float(np.median(v)), 2) for k, v in stages.items()},
+            "cpu_ms_per_request": cpu}
 
 
 def feast_peer(s, user: str, post_ids: list[str], calls: int) -> dict:
@@ -305,21 +356,24 @@ def main(cfg: dict) -> dict:
             probe = c.get("/v1/feed", params={"user_id": users[1], "limit": 50}).json()
         # the peer: Feast's SDK fetch of the same features for one user's 500 candidates
         cand_ids = [i["post_id"] for i in probe["items"]]
-        cand_ids += [p for p in planted["ids"][-5000:] if p not in set(cand_ids)][: CANDIDATES - len(cand_ids)]
+        have = set(cand_ids)
+        cand_ids += [p for p in planted["ids"][-5000:] if p not in have][: CANDIDATES - len(cand_ids)]
         out["feast_get_online_features_500"] = feast_peer(s, users[1], cand_ids, cfg["peer_calls"])
         _say(f"feed bench: Feast peer {out['feast_get_online_features_500']}")
         rng = random.Random(9)
         load_users = rng.sample(users, min(len(users) * 4 // 5, 20_000))
         out["load"] = []
+        open_loop(api, load_users, 20, 3)  # warm-up, not recorded: the connection pool grows, caches fill
         for rate in cfg["rates"]:
-            result = open_loop(api, load_users, rate, cfg["seconds"])
+            result = open_loop(api, load_users, rate, cfg["seconds"], pids=service_pids(s))
             out["load"].append(result)
             _say(f"feed bench: {result}")
         under = [r["rate"] for r in out["load"] if r["p99_ms"] is not None and r["p99_ms"] < 100 and not r["errors"]]
         out["max_rate_p99_under_100ms"] = max(under) if under else None
         truth = lake.read(f"{s.lake}/meta/synthetic_users", columns=["user_id", "cluster"])
         user_cluster = dict(zip(truth["user_id"].to_pylist(), truth["cluster"].to_pylist()))
-        fresh_users = [u for u in users if u not in set(load_users)][: cfg["cluster_users"]]
+        loaded = set(load_users)
+        fresh_users = [u for u in users if u not in loaded][: cfg["cluster_users"]]
         feeds = {}
         with httpx.Client(base_url=api, timeout=60) as c:
             for u in fresh_users:

@@ -162,10 +162,11 @@ BENCH_NAMES = BENCHES
 
 @main.command("bench")
 @click.argument("name", type=click.Choice(list(BENCH_NAMES)))
-@click.option("--scale", type=click.Choice(["small", "full"]), default="small", show_default=True,
+@click.option("--scale", type=click.Choice(["dev", "small", "full"]), default="small", show_default=True,
               help="build: small = 10k users / 100k posts / 1M interactions, full adds 100k / 1M / 10M; "
-              "ingest and moderation: small = a short run, full = longer runs and more items; trends: small = the "
-              "1M-interaction world, full = the 10M one")
+              "ingest and moderation: small = a short run, full = longer runs and more items; trends and feed: small "
+              "= the 1M-interaction world, full = the 10M one; feed only: dev = a 2k-user run of a few minutes for "
+              "comparing changes")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="results file (default bench/results/NAME.json)")
 @click.option("--minutes", type=click.IntRange(min=1), default=None,
               help="soak only: minutes of steady load [small: 2, full: 10]")
@@ -182,6 +183,8 @@ def bench_cmd(name: str, scale: str, out: Path | None, minutes: int | None, rate
     if name != "soak" and (minutes or rate):
         fail("--minutes and --rate apply to the soak benchmark only")
     overrides = {k: v for k, v in {"minutes": minutes, "rate": rate}.items() if v is not None}
+    if scale == "dev" and name != "feed":
+        fail("--scale dev applies to the feed benchmark only")
     result = run_benchmark(name, scale, out or REPO_ROOT / "bench" / "results" / f"{name}.json", progress=progress,
                            **overrides)
     click.echo(json.dumps(result, indent=2))

@@ -11,6 +11,7 @@ and candidate generation is scored by the Recall@200 of the merged sources, rebu
 from __future__ import annotations
 
 import datetime as dt
+import random
 import time
 from collections.abc import Callable
 
@@ -49,10 +50,16 @@ def _matrix(t: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, t["grade"].to_numpy(zero_copy_only=False), group_sizes(t["request_id"].to_pylist())
 
 
-def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date, k: int = CANDIDATES_K) -> dict:
+#: candidate recall is estimated on at most this many test users (a seeded sample): exact neighbours over a
+#: million posts cost a 512 x posts matrix product per 512 users
+RECALL_USERS = 5000
+
+
+def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date, k: int = CANDIDATES_K,
+                                max_users: int = RECALL_USERS) -> dict:
     """Recall@k of the merged candidate sources rebuilt as of the start of ``day`` for the users of its
     impressions, against the posts they engaged with (grade >= 1); the serving path's sources and sizes:
-    interest neighbours (exact here, HNSW online), each global pool's posts nearest to the user (popular from
+    interest neighbours (exact here, HNSW online), each global pool's head and its posts nearest to the user (popular from
     the previous day's engagement, fresh; trending is left out: trend scores are not kept as of a past hour),
     and followed creators' recent posts. Also the recall of the interest neighbours alone."""
     from assets.content.embeddings import to_matrix
@@ -60,7 +67,7 @@ def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date
     from assets.engagement.spark_features import POST_ENGAGEMENT
     from assets.ranking.assets import _follows_before, _interest_as_of
     from assets.ranking.state import FOLLOWING_POSTS, feature_map, global_lists
-    from socialpulse.ranking.feed import K_INTEREST, PER_SOURCE, by_similarity
+    from socialpulse.ranking.feed import K_INTEREST, PER_SOURCE, pool_picks
 
     start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
     emb = lake.read(POST_EMBEDDINGS, settings=settings, columns=["post_id", "author_id", "embedding", "created_at"],
@@ -78,6 +85,9 @@ def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date
         if g >= 1:
             positives.setdefault(u, set()).add(p)
     users = sorted(positives)
+    sampled = len(users) > max_users
+    if sampled:
+        users = sorted(random.Random(day.toordinal()).sample(users, max_users))
     dim = matrix.shape[1]
     uvec = np.stack([interest.get(u, cold if cold is not None else np.zeros(dim, np.float32)) for u in users])
     nearest = nearest_posts(uvec, matrix, ids, K_INTEREST)
@@ -98,13 +108,13 @@ def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date
     for i, (u, near) in enumerate(zip(users, nearest)):
         sources = {"following": followed.get(u, [])[:PER_SOURCE], "interest": near}
         for name, pool in pools.items():
-            sources[name] = by_similarity(pool, (matrix[pool_rows[name]] @ uvec[i]).tolist(), PER_SOURCE)
+            sources[name] = pool_picks(pool, (matrix[pool_rows[name]] @ uvec[i]).tolist(), PER_SOURCE)
         candidates[u] = [c.post_id for c in merge_candidates(sources, CANDIDATES)]
     interest_alone = {u: near for u, near in zip(users, nearest)}
     return {f"candidate_recall@{k}": round(candidate_recall(users, positives, candidates, k), 4),
             f"candidate_recall@{CANDIDATES}": round(candidate_recall(users, positives, candidates, CANDIDATES), 4),
             f"interest_recall@{k}": round(candidate_recall(users, positives, interest_alone, k), 4),
-            "users": len(users), "posts_indexed": len(ids)}
+            "users": len(users), "users_sampled": sampled, "posts_indexed": len(ids)}
 
 
 def _champion(settings: Settings, log: Callable[[str], None]) -> Ranker | None:

@@ -23,6 +23,10 @@ from socialpulse.ranking.rerank import Candidate, adjust, diversify, eligible, m
 CANDIDATES = 500
 PER_SOURCE = 150
 K_INTEREST = 300
+#: each pool also offers its first POOL_HEAD posts (the most popular, the newest, the most trending) whatever
+#: their similarity: exploration that does not depend on the interest vector, and how a post made a minute ago
+#: reaches feeds before anyone has engaged with it
+POOL_HEAD = 30
 #: posts kept, in order, for a request's later pages
 MAX_RANKED = 200
 HEURISTIC = "heuristic"
@@ -68,6 +72,15 @@ def by_similarity(post_ids: Sequence[str], sims: Sequence[float], n: int) -> lis
     return [post_ids[i] for i in order[:n]]
 
 
+def pool_picks(pool: Sequence[str], sims: Sequence[float], n: int, head: int = POOL_HEAD) -> list[str]:
+    """What a global pool (best first) offers one user: its first ``head`` posts, then its ``n`` nearest to
+    the user not among them, each part by similarity (Postgres picks the same set online; the head comes
+    first so that a cut of the merged candidates keeps it)."""
+    first = by_similarity(pool[:head], sims[:head], head)
+    taken = set(first)
+    return first + [p for p in by_similarity(pool, sims, n) if p not in taken]
+
+
 def _age_hours(created_at: str | None, now: dt.datetime) -> float:
     if not created_at:
         return float("nan")
@@ -83,16 +96,23 @@ def _age_hours(created_at: str | None, now: dt.datetime) -> float:
 def candidates_from_rows(rows: Sequence[Mapping], others: Mapping[str, Sequence[str]], now: dt.datetime,
                          limit: int = CANDIDATES) -> list[Candidate]:
     """Merge the sources over the servable rows Postgres returned (a post it did not return is not
-    servable, whatever source offered it): the interest neighbours and each pool's picks ordered by
-    similarity, the user's own sources in their order. Each candidate carries its row's author, topic, age
+    servable, whatever source offered it): the interest neighbours by similarity, each pool's picks as
+    :func:`pool_picks` orders them (its head first), the user's own sources in their order. Each candidate carries its row's author, topic, age
     and similarities."""
     by_id = {r["post_id"]: r for r in rows}
     sims = {p: (r.get("sim_interest") if r.get("sim_interest") is not None else -2.0) for p, r in by_id.items()}
     picked: dict[str, list[str]] = {"interest": [p for p, r in by_id.items() if r.get("nearest")]}
+    heads: dict[str, list[str]] = {}
     for p, r in by_id.items():
         for pool in r.get("pools") or ():
             picked.setdefault(pool, []).append(p)
-    sources = {name: by_similarity(ids, [sims[p] for p in ids], len(ids)) for name, ids in picked.items()}
+        for pool in r.get("heads") or ():
+            heads.setdefault(pool, []).append(p)
+    sources = {}
+    for name, ids in picked.items():
+        first = by_similarity(heads.get(name, []), [sims[p] for p in heads.get(name, [])], len(ids))
+        taken = set(first)
+        sources[name] = first + [p for p in by_similarity(ids, [sims[p] for p in ids], len(ids)) if p not in taken]
     sources.update({name: [p for p in ids if p in by_id] for name, ids in others.items()})
     merged = merge_candidates(sources, limit)
     for c in merged:

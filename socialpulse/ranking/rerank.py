@@ -32,9 +32,11 @@ LOOKAHEAD = 500  # the whole candidate set: a narrow pool still gets the best fi
 FRESH_BONUS = 0.5
 FRESH_HALF_LIFE_H = 24.0
 #: not_interested: a candidate this similar (cosine) or more to a post the user dismissed loses up to
-#: NOT_INTERESTED_PENALTY; one by the same creator loses it in full
+#: NOT_INTERESTED_PENALTY; one by the same creator loses NOT_INTERESTED_AUTHOR_PENALTY, enough (in
+#: request-standardised units) to put it below the first pages whenever other candidates can fill them
 NOT_INTERESTED_SIM = 0.6
 NOT_INTERESTED_PENALTY = 2.0
+NOT_INTERESTED_AUTHOR_PENALTY = 5.0
 
 
 @dataclass
@@ -93,7 +95,7 @@ def adjust(candidates: Sequence[Candidate], scores: np.ndarray, *, not_intereste
         bonus = FRESH_BONUS * math.pow(0.5, max(age, 0.0) / FRESH_HALF_LIFE_H)
         penalty = 0.0
         if c.author_id is not None and c.author_id in not_interested_authors:
-            penalty = NOT_INTERESTED_PENALTY
+            penalty = NOT_INTERESTED_AUTHOR_PENALTY
         sim = c.sim_not_interested
         if sim == sim and sim > NOT_INTERESTED_SIM:
             penalty = max(penalty, NOT_INTERESTED_PENALTY * min(1.0, (sim - NOT_INTERESTED_SIM) / (1 - NOT_INTERESTED_SIM) * 2))
@@ -110,26 +112,39 @@ def diversify(candidates: Sequence[Candidate], *, author_cap: int = AUTHOR_CAP, 
     bounded by ``limit x lookahead``, not the square of the pool)."""
     pool = sorted(candidates, key=lambda c: (-c.score, c.post_id))
     limit = len(pool) if limit is None else min(limit, len(pool))
+    # authors, topics and sources as small ints with a count and a cap each (list indexing: this loop is the
+    # feed's hottest Python); a missing author or topic is never capped
+    ids: dict[tuple[str, object], int] = {}
+    caps: list[int] = []
+
+    def slot(kind: str, value, cap: int) -> int:
+        key = (kind, value)
+        if key not in ids:
+            ids[key] = len(caps)
+            caps.append(cap)
+        return ids[key]
+
+    unbounded = len(pool) + 1
+    keys = [(slot("a", c.author_id, unbounded if c.author_id is None else author_cap),
+             slot("t", c.topic, unbounded if c.topic is None else topic_cap),
+             slot("s", c.source, source_caps.get(c.source, window))) for c in pool]
+    counts = [0] * len(caps)
+    order = list(range(len(pool)))
     out: list[Candidate] = []
-    authors: dict[str | None, int] = {}
-    topics: dict[str | None, int] = {}
-    sources: dict[str, int] = {}
+    picked: list[tuple[int, int, int]] = []
     while len(out) < limit:
         pick = 0
-        for i, c in enumerate(pool[:lookahead]):
-            if (c.author_id is None or authors.get(c.author_id, 0) < author_cap) and (
-                    c.topic is None or topics.get(c.topic, 0) < topic_cap) and (
-                    sources.get(c.source, 0) < source_caps.get(c.source, window)):
+        for i, j in enumerate(order[:lookahead]):
+            a, t, src = keys[j]
+            if counts[a] < caps[a] and counts[t] < caps[t] and counts[src] < caps[src]:
                 pick = i
                 break
-        chosen = pool.pop(pick)
-        out.append(chosen)
-        authors[chosen.author_id] = authors.get(chosen.author_id, 0) + 1
-        topics[chosen.topic] = topics.get(chosen.topic, 0) + 1
-        sources[chosen.source] = sources.get(chosen.source, 0) + 1
+        j = order.pop(pick)
+        out.append(pool[j])
+        picked.append(keys[j])
+        for k in keys[j]:
+            counts[k] += 1
         if window > 1 and len(out) >= window:  # the post leaving the window frees its slots
-            gone = out[-window]
-            authors[gone.author_id] -= 1
-            topics[gone.topic] -= 1
-            sources[gone.source] -= 1
+            for k in picked[-window]:
+                counts[k] -= 1
     return out

@@ -64,6 +64,21 @@ def test_pool_picks_are_offered_nearest_first():
     assert feed.by_similarity(["x", "y", "z"], [0.1, 0.3, 0.3], 2) == ["y", "z"]
 
 
+def test_a_pool_head_is_offered_first_whatever_its_similarity():
+    # p0 heads the fresh pool (the newest post) but is the least similar: it still comes first, so a cut of
+    # the merged candidates keeps it; the rest of the pool follows nearest first
+    rows = [{"post_id": f"p{i}", "author_id": f"c{i}", "topic": "t", "created_at": NOW.isoformat(),
+             "sim_interest": s, "sim_not_interested": None, "nearest": False, "pools": ["fresh"],
+             "heads": heads} for i, (s, heads) in enumerate([(0.1, ["fresh"]), (0.9, []), (0.5, []), (0.3, ["fresh"])])]
+    cands = feed.candidates_from_rows(rows, {}, NOW)
+    assert [c.post_id for c in cands] == ["p3", "p0", "p1", "p2"]
+    assert [c.post_id for c in feed.candidates_from_rows(rows, {}, NOW, limit=2)] == ["p3", "p0"]
+    # offline, the same picks from a pool in its order: head first (by similarity), then the nearest others
+    pool, sims = ["p0", "p3", "p1", "p2", "p4"], [0.1, 0.3, 0.9, 0.5, 0.7]
+    assert feed.pool_picks(pool, sims, n=2, head=2) == ["p3", "p0", "p1", "p4"]
+    assert feed.pool_picks(pool, sims, n=2, head=0) == ["p1", "p4"]
+
+
 def test_rank_filters_and_falls_back_to_the_heuristic():
     rows = [{"post_id": f"p{i}", "author_id": f"c{i}", "topic": "t", "created_at": NOW.isoformat(),
              "sim_interest": i / 10, "sim_not_interested": None, "nearest": True} for i in range(6)]

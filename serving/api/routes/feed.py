@@ -56,7 +56,7 @@ def _first_page(stores, user_id: str, limit: int, state, redis_ok: bool, degrade
     with pool.connection() as conn:
         extra = sorted({p for ids in others.values() for p in ids})
         rows = vectors.feed_candidates(conn, user_id, extra, lists.get("not_interested", [])[:20],
-                                       feed_logic.K_INTEREST, feed_logic.PER_SOURCE)
+                                       feed_logic.K_INTEREST, feed_logic.PER_SOURCE, feed_logic.POOL_HEAD)
     t1 = time.perf_counter()
     now = dt.datetime.now(dt.timezone.utc)
     cands = feed_logic.candidates_from_rows(rows, others, now)
