@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from bench import load_world, pct
+from bench.platform import process_tree, service_pids
 
 METHOD = (
     "one process per run on this machine (2 cores): embedded Postgres 18 + pgvector, Redis, Sail (Spark Connect), "
@@ -142,30 +143,14 @@ def plant_vectors(s, out: dict) -> dict:
 
 
 # --- load -------------------------------------------------------------------------------------------------------------
-def service_pids(s) -> dict[str, int]:
-    """The main pid of each running service (its children, e.g. Postgres backends, are counted with it)."""
-    from socialpulse.services.manager import STORES, Api
-
-    out = {}
-    for cls in (*STORES, Api):
-        pid = cls(s).pid()
-        if pid:
-            out[cls.name] = pid
-    return out
-
-
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """CPU time (user + system) of each service's process tree, and of this process (the load generator)."""
+    """CPU time (user + system) of each service's process tree (Postgres with its backends), and of this
+    process (the load generator)."""
     import os
 
     import psutil
 
-    def tree(pid: int) -> float:
-        try:
-            p = psutil.Process(pid)
-            procs = [p, *p.children(recursive=True)]
-        except psutil.Error:
-            return 0.0
+    def seconds(procs) -> float:
         total = 0.0
         for q in procs:
             try:
@@ -175,9 +160,8 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
                 pass
         return total
 
-    out = {name: tree(pid) for name, pid in pids.items()}
-    me = psutil.Process(os.getpid()).cpu_times()
-    out["load_generator"] = me.user + me.system
+    out = {name: seconds(process_tree(pid)) for name, pid in pids.items()}
+    out["load_generator"] = seconds([psutil.Process(os.getpid())])
     return out
 
 

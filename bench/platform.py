@@ -33,6 +33,22 @@ def real_photo() -> bytes:
     return PHOTO.read_bytes()
 
 
+def process_tree(pid: int | None) -> list:
+    """``pid``'s process and all its children (psutil processes; empty when it is gone or None)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid) if pid else None
+        return [root, *root.children(recursive=True)] if root else []
+    except psutil.Error:
+        return []
+
+
+def service_pids(settings: Settings) -> dict[str, int]:
+    """The main pid of each running service of ``settings``' home."""
+    return {name: pid for name, cls in SERVICES.items() if (pid := cls(settings).pid())}
+
+
 class LivePlatform:
     """One private platform instance. ``start`` brings it up through the demo; ``stop`` takes every service
     down by the PIDs it recorded."""
@@ -148,10 +164,8 @@ class LivePlatform:
 
         out = {}
         for name in SERVICES:
-            pid = self.service_pid(name)
             try:
-                root = psutil.Process(pid) if pid else None
-                procs = [root, *root.children(recursive=True)] if root else []
+                procs = process_tree(self.service_pid(name))
                 out[name] = round(sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20, 1)
             except psutil.Error:
                 out[name] = 0.0

@@ -430,7 +430,7 @@ def publish_feed_pool(conn: psycopg.Connection, pools: Mapping[str, Sequence[str
 
 
 def feed_candidates(conn: psycopg.Connection, user_id: str, other_ids: Sequence[str], not_interested: Sequence[str],
-                    k_interest: int, per_pool: int, pool_head: int = 0) -> list[dict]:
+                    k_interest: int, per_pool: int, pool_head: int) -> list[dict]:
     """In one statement, a request's candidates from Postgres:
 
     - the ``k_interest`` servable posts nearest to the user's interest vector (the cold-start vector for a

@@ -97,8 +97,8 @@ def candidates_from_rows(rows: Sequence[Mapping], others: Mapping[str, Sequence[
                          limit: int = CANDIDATES) -> list[Candidate]:
     """Merge the sources over the servable rows Postgres returned (a post it did not return is not
     servable, whatever source offered it): the interest neighbours by similarity, each pool's picks as
-    :func:`pool_picks` orders them (its head first), the user's own sources in their order. Each candidate carries its row's author, topic, age
-    and similarities."""
+    :func:`pool_picks` orders them (its head first), the user's own sources in their order. Each candidate
+    carries its row's author, topic, age and similarities."""
     by_id = {r["post_id"]: r for r in rows}
     sims = {p: (r.get("sim_interest") if r.get("sim_interest") is not None else -2.0) for p, r in by_id.items()}
     picked: dict[str, list[str]] = {"interest": [p for p, r in by_id.items() if r.get("nearest")]}
@@ -110,9 +110,10 @@ def candidates_from_rows(rows: Sequence[Mapping], others: Mapping[str, Sequence[
             heads.setdefault(pool, []).append(p)
     sources = {}
     for name, ids in picked.items():
-        first = by_similarity(heads.get(name, []), [sims[p] for p in heads.get(name, [])], len(ids))
-        taken = set(first)
-        sources[name] = first + [p for p in by_similarity(ids, [sims[p] for p in ids], len(ids)) if p not in taken]
+        head = heads.get(name, [])
+        in_head = set(head)
+        pool = head + [p for p in ids if p not in in_head]
+        sources[name] = pool_picks(pool, [sims[p] for p in pool], len(pool), head=len(head))
     sources.update({name: [p for p in ids if p in by_id] for name, ids in others.items()})
     merged = merge_candidates(sources, limit)
     for c in merged:
