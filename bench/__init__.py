@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import platform
+import platform as pyplatform  # not "platform": importing the bench.platform submodule rebinds that name here
 import subprocess
 import sys
 import tempfile
@@ -127,8 +127,8 @@ def load_world(settings, cfg: dict, out: dict, progress) -> tuple:
 def machine() -> dict:
     return {
         "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        "platform": pyplatform.platform(),
+        "python": pyplatform.python_version(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
     }
 

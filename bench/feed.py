@@ -14,19 +14,18 @@ Redis), ``feed_training_set`` (Spark labels, Feast point in time), ``train_and_r
 and ``publish_state``.
 
 Load: an open-loop generator (requests sent on a fixed schedule whatever the answers, latency measured from
-the scheduled send so queueing is counted) from this machine's own cores, 64 client threads with keep-alive,
+the scheduled send so queueing is counted) from this machine's own cores, 64 keep-alive HTTP/1.1 connections
+on raw asyncio streams (httpx cost ~10 ms of CPU per request, a fifth of the 2 cores at 50 requests/s),
 users drawn at random, a fresh session per request (no cursor: every request ranks its candidates).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as dt
 import json
 import random
 import statistics
 import sys
-import threading
 import time
 
 import numpy as np
@@ -39,11 +38,12 @@ METHOD = (
     "MLflow; the synthetic world loaded into bronze; planted post vectors (see the module docstring) written to "
     "silver post_embeddings and the Postgres index (HNSW m=16, ef_construction=64); the platform's own assets for "
     "interest vectors, engagement features + Feast materialization, training sets and the ranker; then the API "
-    "(uvicorn, 1 worker) under an open-loop load of GET /v1/feed?limit=10 at each rate for a fixed time, latency "
-    "from the scheduled send; Feast peer: FeatureStore.get_online_features(feed_ranking_v1) for the same user and "
-    "500 candidate posts, sequential calls; ranker: Ranker.score on 500 x 12 features; after a 3 s warm-up at 20/s "
-    "(not recorded); cpu_ms_per_request: CPU time of each process tree (Postgres with its backends, the API, "
-    "Redis, this load generator) over the rate's run, divided by its requests"
+    "(uvicorn, 2 workers) under an open-loop load of GET /v1/feed?limit=10 at each rate for a fixed time (64 "
+    "keep-alive connections, raw asyncio HTTP/1.1), latency from the scheduled send; Feast peer: "
+    "FeatureStore.get_online_features(feed_ranking_v1) for the same user and 500 candidate posts, sequential calls; "
+    "ranker: Ranker.score on 500 x 12 features; the feed's relations loaded into Postgres's buffer cache (vectors.prewarm, as after an index build) and a 3 s warm-up at 20/s (not "
+    "recorded); cpu_ms_per_request: CPU time of each process tree (Postgres with its backends, the API, Redis, this "
+    "load generator) over the rate's run, divided by its requests"
 )
 SCALES = {
     # a quick development run (minutes), for comparing changes; its figures are not the issue's benchmark
@@ -55,6 +55,8 @@ SCALES = {
                   rates=[25, 50, 75, 100], seconds=30, peer_calls=200, cluster_users=500)],
 }
 NOISE = 0.9
+#: uvicorn workers of the API under load: one per core (a single Python process saturates near 50 requests/s)
+API_WORKERS = 2
 CANDIDATES = 500
 
 
@@ -165,59 +167,91 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def open_loop(api: str, users: list[str], rate: int, seconds: int, threads: int = 64,
+async def _http_load(host: str, port: int, paths: list[str], rate: int, connections: int) -> list[tuple]:
+    """Send ``GET paths[i]`` at ``t0 + i / rate`` over ``connections`` keep-alive HTTP/1.1 connections (raw
+    asyncio streams: httpx's client cost ~10 ms of CPU per request on the cores the server needs); a request
+    waits for a free connection when all are busy, its latency still counted from its scheduled time.
+    Returns ``(scheduled, done, status or error name, body)`` per request; bodies are parsed afterwards."""
+    import asyncio
+
+    queue: asyncio.Queue = asyncio.Queue()
+    out: list[tuple] = []
+
+    async def send(conn, path: str):
+        reader, writer = conn
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return int(head[9:12]), await asyncio.wait_for(reader.readexactly(length), 60)
+
+    async def worker():
+        conn = None
+        while (item := await queue.get()) is not None:
+            scheduled, path = item
+            for attempt in (0, 1):  # a kept-alive connection the server closed meanwhile is reopened once
+                reused = conn is not None
+                try:
+                    if conn is None:
+                        conn = await asyncio.open_connection(host, port)
+                    status, body = await send(conn, path)
+                    out.append((scheduled, time.perf_counter(), status, body))
+                    break
+                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError) as exc:
+                    conn = None
+                    if not reused or attempt:
+                        out.append((scheduled, time.perf_counter(), type(exc).__name__, b""))
+                        break
+        if conn is not None:
+            conn[1].close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    t0 = time.perf_counter() + 0.2
+    for i, path in enumerate(paths):
+        wait = t0 + i / rate - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        queue.put_nowait((t0 + i / rate, path))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return out
+
+
+def open_loop(api: str, users: list[str], rate: int, seconds: int, connections: int = 64,
               pids: dict[str, int] | None = None) -> dict:
     """``rate`` requests/s for ``seconds``; with ``pids``, also the CPU milliseconds each process spent per
     request (where a 2-core machine's time goes)."""
-    import httpx
+    import asyncio
+    from urllib.parse import quote, urlsplit
 
-    local = threading.local()
+    url = urlsplit(api)
+    rng = random.Random(rate)
+    n = rate * seconds
+    paths = [f"/v1/feed?user_id={quote(rng.choice(users))}&limit=10" for _ in range(n)]
+    cpu0 = cpu_seconds(pids) if pids else {}
+    t0 = time.perf_counter()
+    done = asyncio.run(_http_load(url.hostname, url.port, paths, rate, connections))
+    wall = time.perf_counter() - t0
+    cpu1 = cpu_seconds(pids) if pids else {}
+    cpu = {k: round((cpu1[k] - cpu0.get(k, 0.0)) * 1000 / max(n, 1), 2) for k in cpu1}
     lat: list[float] = []
     server: list[float] = []
     stages: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
     degraded = 0
-    lock = threading.Lock()
-
-    def client():
-        c = getattr(local, "c", None)
-        if c is None:
-            c = local.c = httpx.Client(base_url=api, timeout=30)
-        return c
-
-    def one(scheduled: float, user: str) -> None:
-        nonlocal degraded
-        try:
-            r = client().get("/v1/feed", params={"user_id": user, "limit": 10})
-            ok, key = r.status_code == 200, str(r.status_code)
-            body = r.json() if ok else {}
-        except httpx.HTTPError as exc:
-            ok, key, body = False, type(exc).__name__, {}
-        done = time.perf_counter()
-        with lock:
-            if ok:
-                lat.append(done - scheduled)
-                server.append(body["took_ms"] / 1000)
-                for k, v in body.get("timing_ms", {}).items():
-                    stages.setdefault(k, []).append(v)
-                degraded += bool(body["degraded"])
-            else:
-                errors[key] = errors.get(key, 0) + 1
-
-    rng = random.Random(rate)
-    n = rate * seconds
-    cpu0 = cpu_seconds(pids) if pids else {}
-    t0 = time.perf_counter() + 0.2
-    with cf.ThreadPoolExecutor(threads) as pool:
-        for i in range(n):
-            at = t0 + i / rate
-            wait = at - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            pool.submit(one, at, rng.choice(users))
-    wall = time.perf_counter() - t0
-    cpu1 = cpu_seconds(pids) if pids else {}
-    cpu = {k: round((cpu1[k] - cpu0.get(k, 0.0)) * 1000 / max(n, 1), 2) for k in cpu1}
+    for scheduled, finished, status, body in done:
+        if status != 200:
+            errors[str(status)] = errors.get(str(status), 0) + 1
+            continue
+        doc = json.loads(body)
+        lat.append(finished - scheduled)
+        server.append(doc["took_ms"] / 1000)
+        for k, v in doc.get("timing_ms", {}).items():
+            stages.setdefault(k, []).append(v)
+        degraded += bool(doc["degraded"])
     return {"rate": rate, "seconds": seconds, "requests": n, "ok": len(lat), "errors": errors, "degraded": degraded,
             "achieved_per_s": round(len(lat) / wall, 1), **summary_ms(lat),
             "server": summary_ms(server),
@@ -327,6 +361,13 @@ def main(cfg: dict) -> dict:
         out["ranker_alone"] = ranker_alone(ranker)
         _say(f"feed bench: ranker alone {out['ranker_alone']}")
 
+        import psycopg
+
+        from socialpulse import vectors
+
+        with psycopg.connect(s.postgres, autocommit=True) as conn:  # the platform warms an index it builds; the
+            out["prewarm_blocks"] = vectors.prewarm(conn)             # training steps since may have evicted it
+        s = s.model_copy(update={"api_workers": API_WORKERS})
         services_up(s, ["api"])
         api = f"http://{s.api_host}:{s.api_port}"
         users = lake.read(f"{s.lake}/meta/synthetic_users", columns=["user_id"])["user_id"].to_pylist()

@@ -15,6 +15,9 @@ from socialpulse.settings import Settings
 
 #: a read waits at most this long for a Postgres connection before it is a 503
 PG_POOL_TIMEOUT_S = 5
+#: load shedding: at most this many requests wait for a pooled Postgres connection; one more is answered
+#: 503 "busy" at once (with a short Retry-After) instead of queueing for seconds behind the others
+PG_POOL_MAX_WAITING = 32
 #: the pool gives up one reconnection attempt after this long (it then starts a fresh one on the next
 #: request), so a Postgres that comes back is used within seconds, not after a long exponential backoff
 PG_RECONNECT_TIMEOUT_S = 3
@@ -57,7 +60,10 @@ class Stores:
                     min_size=0,
                     max_size=10,
                     timeout=PG_POOL_TIMEOUT_S,
-                    kwargs={"connect_timeout": 3},
+                    max_waiting=PG_POOL_MAX_WAITING,
+                    # autocommit: the tier only reads, and a transaction cost each request two more round
+                    # trips (BEGIN before its statement, COMMIT when the connection went back)
+                    kwargs={"connect_timeout": 3, "autocommit": True},
                     check=self._check_pg,
                     configure=_configure_pg,
                     reconnect_timeout=PG_RECONNECT_TIMEOUT_S,

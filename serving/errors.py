@@ -20,7 +20,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import PoolTimeout
+from psycopg_pool import PoolTimeout, TooManyRequests
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,6 +35,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 #: seconds a client should wait before retrying a 503 of an unreachable store (a restart takes a few)
 RETRY_AFTER_S = 5
+#: ... and of a busy one (the request was shed: too many were already waiting for the store)
+BUSY_RETRY_AFTER_S = 1
 
 
 class ApiError(Exception):
@@ -58,6 +60,15 @@ class StoreUnavailable(ApiError):
         self.store = store
 
 
+class StoreBusy(ApiError):
+    """503: too many requests already wait for the store; this one is shed at once (``Retry-After`` 1 s)
+    rather than queued behind them, so an overload answers fast instead of timing everything out."""
+
+    def __init__(self, store: str):
+        super().__init__(503, f"the {store} is busy; retry in a second", headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
+        self.store = store
+
+
 def is_unreachable(exc: BaseException) -> bool:
     """Whether an error means a store could not be reached or went away (503, retry later) rather than a
     bug (500): refused or dropped connections, timeouts, a Postgres shutting down or a full pool."""
@@ -67,10 +78,13 @@ def is_unreachable(exc: BaseException) -> bool:
 
 async def call_store(store: str, fn, /, *args: Any) -> Any:
     """Run a blocking store call off the event loop. The one place where a store failure becomes a 503:
-    an unreachable store raises ``StoreUnavailable(store)``; any other error stays a bug (500)."""
+    an unreachable store raises ``StoreUnavailable(store)``, a store with too many requests already waiting
+    ``StoreBusy(store)``; any other error stays a bug (500)."""
     try:
         return await run_in_threadpool(fn, *args)
     except Exception as exc:
+        if isinstance(exc, TooManyRequests):
+            raise StoreBusy(store) from exc
         if is_unreachable(exc):
             raise StoreUnavailable(store) from exc
         raise

@@ -133,7 +133,27 @@ def ensure_hnsw(conn: psycopg.Connection, *, m: int = HNSW_M,
     with conn.transaction():
         conn.execute(f"SET LOCAL maintenance_work_mem = '{build_memory}'")
         conn.execute(sql)
+    prewarm(conn)
     return True
+
+
+def prewarm(conn: psycopg.Connection) -> dict[str, int]:
+    """Load the feed's hot relations (the vector table, its HNSW index, the feed pools) into Postgres's
+    buffer cache, and return the blocks read per relation. Every feed request walks the HNSW graph: pages
+    that are not in the cache cost a read each (at 1M posts ~7k per request), so an index is warmed when it
+    is built, before traffic finds it cold (the embedded Postgres also reloads its cache after a restart,
+    ``autoprewarm``). Needs the ``pg_prewarm`` extension; where it is not available nothing is loaded."""
+    from socialpulse.stores.postgres import has_extension
+
+    if not has_extension(conn, "pg_prewarm"):
+        return {}
+    out = {}
+    with conn.transaction():
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        for rel in (f"{SCHEMA}.{POSTS_TABLE}", f"{SCHEMA}.{INDEX_NAME}", f"{SCHEMA}.{FEED_POOL_TABLE}"):
+            if relation_exists(conn, rel):
+                out[rel] = int(conn.execute("SELECT pg_prewarm(%s::regclass)", [rel]).fetchone()[0])
+    return out
 
 
 def vector_literal(v: Sequence[float] | np.ndarray) -> str:
@@ -413,6 +433,9 @@ def configure_session(conn: psycopg.Connection) -> None:
 def publish_feed_pool(conn: psycopg.Connection, pools: Mapping[str, Sequence[str]]) -> dict[str, int]:
     """Replace the feed's candidate pools (source -> post ids, best first) in one transaction, copying each
     post's vector from the index; posts not servable are left out. Readers see the old pools or the new."""
+    unknown = set(pools) - set(FEED_POOLS)
+    if unknown:
+        raise ValueError(f"unknown feed pools {sorted(unknown)}: a candidate row has a bit for each of {FEED_POOLS}")
     ensure_tables(conn)
     sources = [src for src, ids in pools.items() for _ in ids]
     ranks = [i for ids in pools.values() for i in range(len(ids))]
@@ -429,47 +452,78 @@ def publish_feed_pool(conn: psycopg.Connection, pools: Mapping[str, Sequence[str
     return {src: n for src, n in counts}
 
 
+#: the feed's global pools, in the order of their bits in a candidate row's ``flags``
+FEED_POOLS = ("popular", "fresh", "trending")
+#: columns of a candidate row (a tuple: parsing ~700 rows into dicts was a fifth of the API's CPU per request)
+FEED_COLUMNS = ("post_id", "author_id", "topic", "created_at", "sim_interest", "sim_not_interested", "flags")
+
+
+def feed_flags(nearest: bool = False, pools: Iterable[str] = (), heads: Iterable[str] = ()) -> int:
+    """A candidate row's ``flags``: bit 0 ``nearest``, then one bit per pool of :data:`FEED_POOLS` that
+    offered the post, then one per pool it heads (the same encoding as the SQL of :func:`feed_candidates`)."""
+    n = len(FEED_POOLS)
+    return (int(bool(nearest)) | sum(1 << (1 + FEED_POOLS.index(p)) for p in set(pools))
+            | sum(1 << (1 + n + FEED_POOLS.index(p)) for p in set(heads)))
+
+
+def _decode_flags(flags: int) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    n = len(FEED_POOLS)
+    return (bool(flags & 1), tuple(p for i, p in enumerate(FEED_POOLS) if flags >> (1 + i) & 1),
+            tuple(p for i, p in enumerate(FEED_POOLS) if flags >> (1 + n + i) & 1))
+
+
+_FLAGS = tuple(_decode_flags(f) for f in range(1 << (1 + 2 * len(FEED_POOLS))))
+
+
+def flag_pools(flags: int) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    """``(nearest, pools, heads)`` of a candidate row's ``flags`` (the inverse of :func:`feed_flags`; a
+    table lookup, as it runs for every candidate of every request)."""
+    return _FLAGS[flags]
+
+
 def feed_candidates(conn: psycopg.Connection, user_id: str, other_ids: Sequence[str], not_interested: Sequence[str],
-                    k_interest: int, per_pool: int, pool_head: int) -> list[dict]:
+                    k_interest: int, per_pool: int, pool_head: int) -> list[tuple]:
     """In one statement, a request's candidates from Postgres:
 
     - the ``k_interest`` servable posts nearest to the user's interest vector (the cold-start vector for a
       user without one), through the HNSW index (``nearest``);
     - from each feed pool (popular, fresh, trending) its ``per_pool`` posts nearest to that vector, by an
       exact scan of the pool, and its first ``pool_head`` (most popular, newest, most trending) whatever
-      their similarity (``pools``: the pools a post was picked from; ``heads``: those it heads);
+      their similarity (the pools a post was picked from, and those it heads);
     - the servable ones among ``other_ids`` (the user's own sources: followed creators' posts).
 
     Each row has the post's author, first hashtag (``topic``), creation time, cosine similarity to the
     interest vector and the highest similarity to the posts the user marked not interested. Posts not
-    servable (pending, review, limit, remove) never come back. Rows: ``post_id, author_id, topic,
-    created_at, sim_interest, sim_not_interested, nearest, pools, heads``."""
+    servable (pending, review, limit, remove) never come back. Rows are tuples of :data:`FEED_COLUMNS`,
+    where ``flags`` says how the post was offered (:func:`feed_flags`, :func:`flag_pools`), read in
+    Postgres's binary format."""
     _require_index(conn)
     _require_index(conn, FEED_POOL_TABLE)
     table = f"{SCHEMA}.{POSTS_TABLE}"
     servable = json.dumps(SERVABLE)
-    with conn.cursor(row_factory=dict_row) as cur:
+    n = len(FEED_POOLS)
+    with conn.cursor() as cur:
         return cur.execute(
             f"""WITH u AS (SELECT embedding FROM {SCHEMA}.user_vectors WHERE user_id = ANY(%(users)s)
                            ORDER BY (user_id = %(user)s) DESC LIMIT 1),
                      ann AS (SELECT p.id FROM {table} p WHERE p.metadata @> %(servable)s::jsonb
                              ORDER BY p.embedding <=> (SELECT embedding FROM u) LIMIT %(k)s),
-                     pool AS (SELECT post_id, source, rank < %(head)s AS head FROM (
-                                SELECT post_id, source, rank, row_number() OVER (
-                                    PARTITION BY source ORDER BY embedding <=> (SELECT embedding FROM u)) AS n
+                     pool AS (SELECT post_id, (1 << b) | CASE WHEN rank < %(head)s THEN 1 << (b + {n}) ELSE 0 END
+                                     AS flags FROM (
+                                SELECT post_id, rank, array_position(%(pools)s::text[], source) AS b,
+                                       row_number() OVER (PARTITION BY source
+                                                          ORDER BY embedding <=> (SELECT embedding FROM u)) AS n
                                 FROM {SCHEMA}.{FEED_POOL_TABLE}) x WHERE n <= %(per_pool)s OR rank < %(head)s),
                      ni AS MATERIALIZED (SELECT embedding FROM {table} WHERE id = ANY(%(ni)s)),
-                     ids AS (SELECT id, bool_or(nearest) AS nearest, array_remove(array_agg(source), NULL) AS pools,
-                                    array_remove(array_agg(CASE WHEN head THEN source END), NULL) AS heads
-                             FROM (SELECT id, true AS nearest, NULL::text AS source, false AS head FROM ann
-                                   UNION ALL SELECT post_id, false, source, head FROM pool
-                                   UNION ALL SELECT unnest(%(others)s::text[]), false, NULL, false) x GROUP BY id)
-                SELECT p.id AS post_id, p.metadata->>'author_id' AS author_id,
-                       p.metadata->'hashtags'->>0 AS topic, p.metadata->>'created_at' AS created_at,
-                       1 - (p.embedding <=> (SELECT embedding FROM u)) AS sim_interest,
-                       (SELECT max(1 - (p.embedding <=> ni.embedding)) FROM ni) AS sim_not_interested,
-                       ids.nearest, ids.pools, ids.heads
+                     ids AS (SELECT id, bit_or(flags) AS flags
+                             FROM (SELECT id, 1 AS flags FROM ann
+                                   UNION ALL SELECT post_id, flags FROM pool
+                                   UNION ALL SELECT unnest(%(others)s::text[]), 0) x GROUP BY id)
+                SELECT p.id, p.metadata->>'author_id', p.metadata->'hashtags'->>0, p.metadata->>'created_at',
+                       1 - (p.embedding <=> (SELECT embedding FROM u)),
+                       (SELECT max(1 - (p.embedding <=> ni.embedding)) FROM ni), ids.flags
                 FROM ids JOIN {table} p ON p.id = ids.id
                 WHERE p.metadata @> %(servable)s::jsonb""",
             {"users": [user_id, COLD_START_USER], "user": user_id, "servable": servable, "k": int(k_interest),
-             "per_pool": int(per_pool), "head": int(pool_head), "ni": list(not_interested), "others": list(other_ids)}).fetchall()
+             "per_pool": int(per_pool), "head": int(pool_head), "ni": list(not_interested), "others": list(other_ids),
+             "pools": list(FEED_POOLS)}, binary=True).fetchall()

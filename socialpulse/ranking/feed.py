@@ -16,13 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from socialpulse.ranking.model import FEATURES, POST_FEATURES, USER_FEATURES, Ranker, heuristic_scores
-from socialpulse.ranking.rerank import Candidate, adjust, diversify, eligible, merge_candidates
+from socialpulse.ranking.rerank import Candidate, adjust, arrange, eligible, merge_candidates
+from socialpulse.vectors import flag_pools
 
 #: candidates ranked per request; how many each of the user's own sources (followed creators) and each global
-#: pool (popular, fresh, trending: the posts of the pool nearest to the user) may offer; ANN neighbours
+#: pool (popular, fresh, trending: the posts of the pool nearest to the user) may offer; ANN neighbours (the
+#: HNSW walk's cost grows with it: at 1M posts 300 touched ~7.5k index pages per request)
 CANDIDATES = 500
 PER_SOURCE = 150
-K_INTEREST = 300
+K_INTEREST = 150
 #: each pool also offers its first POOL_HEAD posts (the most popular, the newest, the most trending) whatever
 #: their similarity: exploration that does not depend on the interest vector, and how a post made a minute ago
 #: reaches feeds before anyone has engaged with it
@@ -93,20 +95,26 @@ def _age_hours(created_at: str | None, now: dt.datetime) -> float:
     return max((now - ts).total_seconds() / 3600.0, 0.0)
 
 
-def candidates_from_rows(rows: Sequence[Mapping], others: Mapping[str, Sequence[str]], now: dt.datetime,
+def candidates_from_rows(rows: Sequence[Sequence], others: Mapping[str, Sequence[str]], now: dt.datetime,
                          limit: int = CANDIDATES) -> list[Candidate]:
-    """Merge the sources over the servable rows Postgres returned (a post it did not return is not
-    servable, whatever source offered it): the interest neighbours by similarity, each pool's picks as
-    :func:`pool_picks` orders them (its head first), the user's own sources in their order. Each candidate
-    carries its row's author, topic, age and similarities."""
-    by_id = {r["post_id"]: r for r in rows}
-    sims = {p: (r.get("sim_interest") if r.get("sim_interest") is not None else -2.0) for p, r in by_id.items()}
-    picked: dict[str, list[str]] = {"interest": [p for p, r in by_id.items() if r.get("nearest")]}
+    """Merge the sources over the servable rows Postgres returned (tuples of ``vectors.FEED_COLUMNS``; a
+    post it did not return is not servable, whatever source offered it): the interest neighbours by
+    similarity, each pool's picks as :func:`pool_picks` orders them (its head first), the user's own
+    sources in their order. Each candidate carries its row's author, topic, age and similarities."""
+    by_id = {r[0]: r for r in rows}
+    sims = {p: (r[4] if r[4] is not None else -2.0) for p, r in by_id.items()}
+    picked: dict[str, list[str]] = {"interest": []}
     heads: dict[str, list[str]] = {}
     for p, r in by_id.items():
-        for pool in r.get("pools") or ():
+        flags = r[6]
+        if not flags:
+            continue
+        nearest, pools, headed = flag_pools(flags)
+        if nearest:
+            picked["interest"].append(p)
+        for pool in pools:
             picked.setdefault(pool, []).append(p)
-        for pool in r.get("heads") or ():
+        for pool in headed:
             heads.setdefault(pool, []).append(p)
     sources = {}
     for name, ids in picked.items():
@@ -116,15 +124,12 @@ def candidates_from_rows(rows: Sequence[Mapping], others: Mapping[str, Sequence[
         sources[name] = pool_picks(pool, [sims[p] for p in pool], len(pool), head=len(head))
     sources.update({name: [p for p in ids if p in by_id] for name, ids in others.items()})
     merged = merge_candidates(sources, limit)
+    nan = float("nan")
     for c in merged:
-        r = by_id[c.post_id]
-        c.author_id = r.get("author_id")
-        c.topic = r.get("topic")
-        c.age_hours = _age_hours(r.get("created_at"), now)
-        sim = r.get("sim_interest")
-        c.sim_interest = float(sim) if sim is not None else float("nan")
-        ni = r.get("sim_not_interested")
-        c.sim_not_interested = float(ni) if ni is not None else float("nan")
+        _, c.author_id, c.topic, created_at, sim, ni, _ = by_id[c.post_id]
+        c.age_hours = _age_hours(created_at, now)
+        c.sim_interest = float(sim) if sim is not None else nan
+        c.sim_not_interested = float(ni) if ni is not None else nan
     return merged
 
 
@@ -167,8 +172,9 @@ def rank(user_id: str, candidates: list[Candidate], post_features: np.ndarray, s
         scores, version = ranker.score(X), ranker.version
     else:
         scores, version = heuristic_scores(X), HEURISTIC
-    adjust(kept, scores, not_interested_authors=set(lists.get("not_interested_authors", ())))
-    return Ranked(items=diversify(kept, limit=MAX_RANKED), model_version=version)
+    adjust(kept, scores)
+    return Ranked(items=arrange(kept, demoted_authors=set(lists.get("not_interested_authors", ())), limit=MAX_RANKED),
+                  model_version=version)
 
 
 def item_json(c: Candidate, position: int, created_at: str | None = None) -> dict:

@@ -6,14 +6,15 @@ Order of operations for one request:
    creators, the user's own posts;
 3. the ranker scores the rest; :func:`adjust` standardises the scores within the request, adds a freshness
    bonus and takes away for similarity to posts the user marked ``not_interested``;
-4. :func:`diversify` orders greedily under per-window author and topic caps.
+4. :func:`arrange` orders greedily under per-window author and topic caps (:func:`diversify`), the posts of
+   creators the user dismissed a post of after all the others.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,14 +33,13 @@ LOOKAHEAD = 500  # the whole candidate set: a narrow pool still gets the best fi
 FRESH_BONUS = 0.5
 FRESH_HALF_LIFE_H = 24.0
 #: not_interested: a candidate this similar (cosine) or more to a post the user dismissed loses up to
-#: NOT_INTERESTED_PENALTY; one by the same creator loses NOT_INTERESTED_AUTHOR_PENALTY, enough (in
-#: request-standardised units) to put it below the first pages whenever other candidates can fill them
+#: NOT_INTERESTED_PENALTY; the posts of that post's creator come after every other candidate
+#: (:func:`arrange`): a score penalty alone lost to the caps, which picked the one post that fitted them
 NOT_INTERESTED_SIM = 0.6
 NOT_INTERESTED_PENALTY = 2.0
-NOT_INTERESTED_AUTHOR_PENALTY = 5.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     post_id: str
     source: str
@@ -49,30 +49,23 @@ class Candidate:
     sim_interest: float = float("nan")
     sim_not_interested: float = float("nan")  # max cosine similarity to the user's dismissed posts
     score: float = 0.0
-    sources: set[str] = field(default_factory=set)
 
 
 def merge_candidates(sources: Mapping[str, Sequence[str]], limit: int) -> list[Candidate]:
     """Union of the sources' post ids, at most ``limit``: sources are interleaved round-robin in
     :data:`SOURCES` order so every source is represented when the limit cuts; a post's ``source`` is the
-    first that offered it and ``sources`` all of them."""
+    first that offered it."""
     order = [s for s in SOURCES if s in sources] + [s for s in sources if s not in SOURCES]
-    out: dict[str, Candidate] = {}
+    first: dict[str, str] = {}
     lists = [(name, list(sources[name])) for name in order]
     depth = max((len(ids) for _, ids in lists), default=0)
     for i in range(depth):
         for name, ids in lists:
-            if i >= len(ids):
-                continue
-            pid = ids[i]
-            cand = out.get(pid)
-            if cand is None:
-                if len(out) >= limit:
-                    continue
-                out[pid] = Candidate(post_id=pid, source=name, sources={name})
-            else:
-                cand.sources.add(name)
-    return list(out.values())
+            if i < len(ids) and ids[i] not in first:
+                first[ids[i]] = name
+                if len(first) >= limit:
+                    return [Candidate(post_id=p, source=s) for p, s in first.items()]
+    return [Candidate(post_id=p, source=s) for p, s in first.items()]
 
 
 def eligible(candidates: Iterable[Candidate], *, user_id: str, seen: set[str] = frozenset(),
@@ -82,7 +75,7 @@ def eligible(candidates: Iterable[Candidate], *, user_id: str, seen: set[str] = 
     return [c for c in candidates if c.post_id not in seen and c.author_id not in hidden]
 
 
-def adjust(candidates: Sequence[Candidate], scores: np.ndarray, *, not_interested_authors: set[str] = frozenset()) -> None:
+def adjust(candidates: Sequence[Candidate], scores: np.ndarray) -> None:
     """Set each candidate's final ``score``: the ranker score standardised within the request, plus the
     freshness bonus, minus the not_interested penalty."""
     s = np.asarray(scores, dtype=np.float64)
@@ -94,11 +87,9 @@ def adjust(candidates: Sequence[Candidate], scores: np.ndarray, *, not_intereste
         age = c.age_hours if c.age_hours == c.age_hours else 24 * 30.0  # unknown age: a month old
         bonus = FRESH_BONUS * math.pow(0.5, max(age, 0.0) / FRESH_HALF_LIFE_H)
         penalty = 0.0
-        if c.author_id is not None and c.author_id in not_interested_authors:
-            penalty = NOT_INTERESTED_AUTHOR_PENALTY
         sim = c.sim_not_interested
         if sim == sim and sim > NOT_INTERESTED_SIM:
-            penalty = max(penalty, NOT_INTERESTED_PENALTY * min(1.0, (sim - NOT_INTERESTED_SIM) / (1 - NOT_INTERESTED_SIM) * 2))
+            penalty = NOT_INTERESTED_PENALTY * min(1.0, (sim - NOT_INTERESTED_SIM) / (1 - NOT_INTERESTED_SIM) * 2)
         c.score = float(zi + bonus - penalty)
 
 
@@ -147,4 +138,16 @@ def diversify(candidates: Sequence[Candidate], *, author_cap: int = AUTHOR_CAP, 
         if window > 1 and len(out) >= window:  # the post leaving the window frees its slots
             for k in picked[-window]:
                 counts[k] -= 1
+    return out
+
+
+def arrange(candidates: Sequence[Candidate], *, demoted_authors: set[str] = frozenset(),
+            limit: int | None = None) -> list[Candidate]:
+    """The feed's order: :func:`diversify` over the candidates, with the posts of ``demoted_authors`` (the
+    creators of posts the user marked not interested) after all the others, diversified among themselves."""
+    first = [c for c in candidates if c.author_id not in demoted_authors]
+    out = diversify(first, limit=limit)
+    left = None if limit is None else limit - len(out)
+    if left is None or left > 0:
+        out += diversify([c for c in candidates if c.author_id in demoted_authors], limit=left)
     return out

@@ -274,7 +274,10 @@ class Postgres(Service):
             "-p", str(self.port()),
             "-k", str(self.data),
             "-c", "max_connections=200",
-            "-c", "shared_buffers=256MB",
+            "-c", f"shared_buffers={self.s.postgres_shared_buffers}",
+            # autoprewarm: the buffer cache's pages are reloaded after a restart (a cold HNSW index costs a
+            # disk read per visited node until it is warm again)
+            "-c", "shared_preload_libraries=pg_prewarm",
             "-c", "fsync=on",
         ]
 
@@ -398,6 +401,7 @@ class Api(Service):
             str(BIN / "uvicorn"), "serving.app:app",
             "--host", self.s.api_host, "--port", str(self.port()),
             "--app-dir", str(Path(__file__).resolve().parents[2]),
+            *(["--workers", str(self.s.api_workers)] if self.s.api_workers > 1 else []),
         ]
 
 

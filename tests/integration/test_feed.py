@@ -194,9 +194,11 @@ def test_each_pool_head_is_offered_to_every_user(world):
         assert {src for _, src in heads} >= {"popular", "fresh"} and min(sizes.values()) > 50, sizes
         for user in ("u000003", "u000077", "a-user-with-no-history"):
             rows = vectors.feed_candidates(conn, user, [], [], k_interest=10, per_pool=5, pool_head=5)
-            got = {(r["post_id"], src) for r in rows for src in r["heads"]}
+            flags = {r[0]: vectors.flag_pools(r[-1]) for r in rows}
+            got = {(p, src) for p, (_, _, headed) in flags.items() for src in headed}
             assert got == heads, (user, heads - got)
-            picked = {(r["post_id"], src) for r in rows for src in r["pools"]}
+            picked = {(p, src) for p, (_, pools, _) in flags.items() for src in pools}
+            assert sum(nearest for nearest, _, _ in flags.values()) == 10  # the k_interest ANN neighbours
             # per pool: its 5 heads and its 5 nearest (some of those may be heads too)
             for src in sizes:
                 assert 5 <= sum(1 for _, s_ in picked if s_ == src) <= 10

@@ -39,3 +39,19 @@ def test_help_does_not_import_the_heavy_stacks():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_a_results_file_describes_the_machine_after_any_bench_module_is_imported():
+    """Each bench writes its results with ``bench.machine()``; importing the ``bench.platform`` submodule
+    (the feed and soak benches do) once rebound the stdlib ``platform`` name in the package, and every
+    results file then failed to be written at the end of the run."""
+    import importlib
+
+    import bench
+
+    importlib.import_module("bench.platform")
+    importlib.import_module("bench.feed")
+    described = bench.machine()
+    assert set(described) == {"cpus", "platform", "python", "memory_gb"}
+    assert described["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert described["platform"].startswith("Linux")

@@ -10,12 +10,29 @@ import pytest
 
 from assets.ranking.state import follow_state, global_lists, user_states
 from assets.ranking.training import cluster_recovery, sample_negatives, time_split
+from socialpulse import vectors
 from socialpulse.contracts import TS
 from socialpulse.ranking import feed
 from socialpulse.ranking.model import FEATURES, POST_FEATURES, USER_FEATURES
 from socialpulse.ranking.store import pack, unpack_rows
 
 NOW = dt.datetime(2026, 5, 1, 12, tzinfo=dt.timezone.utc)
+
+
+def row(post_id, author_id, topic, created_at, sim_interest, sim_not_interested=None, nearest=False, pools=(),
+        heads=()) -> tuple:
+    """A candidate row as vectors.feed_candidates returns it."""
+    return (post_id, author_id, topic, created_at, sim_interest, sim_not_interested,
+            vectors.feed_flags(nearest, pools, heads))
+
+
+def test_feed_flags_round_trip():
+    for nearest, pools, heads in [(False, (), ()), (True, ("fresh",), ()), (False, ("popular", "trending"), ("trending",)),
+                                  (True, vectors.FEED_POOLS, vectors.FEED_POOLS)]:
+        assert vectors.flag_pools(vectors.feed_flags(nearest, pools, heads)) == (nearest, pools, heads)
+    assert vectors.feed_flags() == 0 and vectors.feed_flags(nearest=True) == 1
+    with pytest.raises(ValueError):
+        vectors.feed_flags(pools=["nowhere"])
 
 
 def test_cursor_round_trip_and_refusals():
@@ -30,18 +47,14 @@ def test_cursor_round_trip_and_refusals():
 
 
 def test_candidates_from_rows_keep_only_servable_rows_and_carry_their_fields():
-    rows = [
-        {"post_id": "a", "author_id": "c1", "topic": "cooking", "created_at": (NOW - dt.timedelta(hours=2)).isoformat(),
-         "sim_interest": 0.9, "sim_not_interested": None, "nearest": True, "pools": []},
-        {"post_id": "b", "author_id": "c2", "topic": None, "created_at": NOW.isoformat(), "sim_interest": 0.1,
-         "sim_not_interested": 0.8, "nearest": False, "pools": ["fresh"]},
-    ]
+    rows = [row("a", "c1", "cooking", (NOW - dt.timedelta(hours=2)).isoformat(), 0.9, nearest=True),
+            row("b", "c2", None, NOW.isoformat(), 0.1, 0.8, pools=["fresh"])]
     others = {"following": ["b", "gone"]}
     cands = feed.candidates_from_rows(rows, others, NOW)
     assert [c.post_id for c in cands] == ["b", "a"]  # "gone": no servable row, never a candidate
     b, a = cands
     assert a.source == "interest" and a.topic == "cooking" and a.age_hours == pytest.approx(2.0)
-    assert b.source == "following" and b.sources == {"following", "fresh"} and b.topic is None
+    assert b.source == "following" and b.topic is None  # offered by following and fresh: the first source wins
     assert b.sim_not_interested == pytest.approx(0.8)
     X = feed.feature_matrix([a, b], np.array([[1, 2, 3, 4, 5, 6], [np.nan] * 6]), np.array([7, 8, 9]), {"c2"})
     assert X.shape == (2, len(FEATURES))
@@ -52,24 +65,21 @@ def test_candidates_from_rows_keep_only_servable_rows_and_carry_their_fields():
 
 
 def test_pool_picks_are_offered_nearest_first():
-    rows = [{"post_id": f"p{i}", "author_id": f"c{i}", "topic": "t", "created_at": NOW.isoformat(),
-             "sim_interest": s, "sim_not_interested": None, "nearest": False, "pools": pools}
+    rows = [row(f"p{i}", f"c{i}", "t", NOW.isoformat(), s, pools=pools)
             for i, (s, pools) in enumerate([(0.2, ["popular"]), (0.9, ["popular", "fresh"]), (0.5, ["fresh"]),
                                             (0.7, ["popular"])])]
     cands = feed.candidates_from_rows(rows, {}, NOW)
     # round-robin over the sources (fresh before popular), each pool nearest first
     assert [(c.post_id, c.source) for c in cands] == [("p1", "fresh"), ("p2", "fresh"), ("p3", "popular"),
                                                       ("p0", "popular")]
-    assert cands[0].sources == {"fresh", "popular"}
     assert feed.by_similarity(["x", "y", "z"], [0.1, 0.3, 0.3], 2) == ["y", "z"]
 
 
 def test_a_pool_head_is_offered_first_whatever_its_similarity():
     # p0 heads the fresh pool (the newest post) but is the least similar: it still comes first, so a cut of
     # the merged candidates keeps it; the rest of the pool follows nearest first
-    rows = [{"post_id": f"p{i}", "author_id": f"c{i}", "topic": "t", "created_at": NOW.isoformat(),
-             "sim_interest": s, "sim_not_interested": None, "nearest": False, "pools": ["fresh"],
-             "heads": heads} for i, (s, heads) in enumerate([(0.1, ["fresh"]), (0.9, []), (0.5, []), (0.3, ["fresh"])])]
+    rows = [row(f"p{i}", f"c{i}", "t", NOW.isoformat(), s, pools=["fresh"], heads=heads)
+            for i, (s, heads) in enumerate([(0.1, ["fresh"]), (0.9, []), (0.5, []), (0.3, ["fresh"])])]
     cands = feed.candidates_from_rows(rows, {}, NOW)
     assert [c.post_id for c in cands] == ["p3", "p0", "p1", "p2"]
     assert [c.post_id for c in feed.candidates_from_rows(rows, {}, NOW, limit=2)] == ["p3", "p0"]
@@ -80,8 +90,7 @@ def test_a_pool_head_is_offered_first_whatever_its_similarity():
 
 
 def test_rank_filters_and_falls_back_to_the_heuristic():
-    rows = [{"post_id": f"p{i}", "author_id": f"c{i}", "topic": "t", "created_at": NOW.isoformat(),
-             "sim_interest": i / 10, "sim_not_interested": None, "nearest": True} for i in range(6)]
+    rows = [row(f"p{i}", f"c{i}", "t", NOW.isoformat(), i / 10, nearest=True) for i in range(6)]
     cands = feed.candidates_from_rows(rows, {}, NOW)
     seen = np.array([c.post_id == "p5" for c in cands])  # flags come back in candidate order
     ranked = feed.rank("me", cands, np.full((6, len(POST_FEATURES)), np.nan), seen,

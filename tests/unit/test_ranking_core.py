@@ -9,7 +9,7 @@ import pytest
 
 from socialpulse.ranking import metrics
 from socialpulse.ranking.model import FEATURES, Ranker, group_sizes, heuristic_scores, relevance_grade
-from socialpulse.ranking.rerank import Candidate, adjust, diversify, eligible, merge_candidates
+from socialpulse.ranking.rerank import Candidate, adjust, arrange, diversify, eligible, merge_candidates
 
 
 def test_metrics_match_hand_computed_values():
@@ -84,8 +84,9 @@ def test_merge_interleaves_sources_and_keeps_the_first_source():
     cands = merge_candidates({"interest": ["a", "b", "c"], "following": ["b", "d"], "popular": ["e", "a"]}, limit=4)
     assert [c.post_id for c in cands] == ["b", "a", "e", "d"]
     by_id = {c.post_id: c for c in cands}
-    assert by_id["b"].source == "following" and by_id["b"].sources == {"following", "interest"}
-    assert by_id["a"].sources == {"interest", "popular"}
+    assert by_id["b"].source == "following" and by_id["a"].source == "interest" and by_id["e"].source == "popular"
+    # the limit cuts after the fourth distinct post: c (interest's third) never becomes a candidate
+    assert "c" not in by_id and len(merge_candidates({"interest": ["a", "b", "c"]}, limit=10)) == 3
 
 
 def test_eligible_drops_seen_blocked_unfollowed_and_own_posts():
@@ -98,12 +99,23 @@ def test_eligible_drops_seen_blocked_unfollowed_and_own_posts():
 
 def test_adjust_penalises_not_interested_and_rewards_freshness():
     cands = [Candidate("old", "interest", author_id="a", age_hours=500), Candidate("new", "interest", author_id="b", age_hours=0),
-             Candidate("like_dismissed", "interest", author_id="c", age_hours=500, sim_not_interested=0.95),
-             Candidate("same_author", "interest", author_id="d", age_hours=500)]
-    adjust(cands, np.array([1.0, 1.0, 1.0, 1.0]), not_interested_authors={"d"})
+             Candidate("like_dismissed", "interest", author_id="c", age_hours=500, sim_not_interested=0.95)]
+    adjust(cands, np.array([1.0, 1.0, 1.0]))
     s = {c.post_id: c.score for c in cands}
     assert s["new"] > s["old"] > s["like_dismissed"]
-    assert s["same_author"] < s["like_dismissed"] < s["old"]  # the dismissed creator loses the most
+
+
+def test_a_dismissed_creator_comes_after_every_other_candidate_whatever_the_caps():
+    # the best posts are all fresh-pool posts (two per window of 10): a score penalty lost to the caps, which
+    # took the dismissed creator's post (from interest) as the only one that fitted at position 2
+    cands = [Candidate(f"f{i}", "fresh", author_id=f"c{i}", score=10 - i / 10) for i in range(6)]
+    cands.append(Candidate("theirs", "interest", author_id="dismissed", score=-5.0))
+    cands.append(Candidate("theirs2", "interest", author_id="dismissed", score=-6.0))
+    assert [c.post_id for c in diversify(cands)][:3] == ["f0", "f1", "theirs"]
+    ordered = [c.post_id for c in arrange(cands, demoted_authors={"dismissed"})]
+    assert ordered == ["f0", "f1", "f2", "f3", "f4", "f5", "theirs", "theirs2"]
+    assert [c.post_id for c in arrange(cands, demoted_authors={"dismissed"}, limit=7)][-1] == "theirs"
+    assert [c.post_id for c in arrange(cands, demoted_authors={"dismissed"}, limit=3)] == ["f0", "f1", "f2"]
 
 
 def test_diversify_caps_authors_and_topics_per_window_without_shortening():

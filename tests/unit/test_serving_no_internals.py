@@ -111,3 +111,39 @@ def test_moderation_reasons_name_unanalysable_media_by_code_only():
     assert public_reason("media could not be analysed: empty") == "media could not be analysed: empty"
     reason = "hate speech in caption: 0.91 >= 0.85"
     assert public_reason(reason) == reason
+
+
+def test_a_request_beyond_the_pool_queue_is_shed_at_once_as_busy():
+    """Load shedding: with the pool's wait queue full, one more request is a 503 "busy" with a 1 s
+    Retry-After at once, not a wait of the pool timeout (a real pool, whose store never answers)."""
+    import asyncio
+    import threading
+    import time
+
+    from psycopg_pool import ConnectionPool, PoolTimeout
+
+    from serving.errors import BUSY_RETRY_AFTER_S, StoreBusy, call_store
+
+    pool = ConnectionPool(f"postgresql://postgres@127.0.0.1:{free_port()}/x", min_size=0, max_size=1, max_waiting=1,
+                          timeout=3, reconnect_timeout=1, kwargs={"connect_timeout": 1}, open=True)
+    try:
+        waiting = threading.Thread(target=lambda: pytest.raises(PoolTimeout, pool.getconn), daemon=True)
+        waiting.start()
+        deadline = time.monotonic() + 2
+        while pool.get_stats().get("requests_waiting", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool.get_stats().get("requests_waiting") == 1
+
+        def take():
+            with pool.connection():
+                pass
+
+        t0 = time.monotonic()
+        with pytest.raises(StoreBusy) as shed:
+            asyncio.run(call_store("feed", take))
+        assert time.monotonic() - t0 < 1.0
+        assert shed.value.status_code == 503 and shed.value.headers == {"Retry-After": str(BUSY_RETRY_AFTER_S)}
+        assert shed.value.message == "the feed is busy; retry in a second"
+        waiting.join(5)
+    finally:
+        pool.close()
