@@ -44,10 +44,11 @@ class Settings(BaseSettings):
 
     postgres_db: str = "socialpulse"
     postgres_shared_buffers: str = Field(
-        default="4GB", pattern=r"^[0-9]+(kB|MB|GB)$",
-        description="the embedded Postgres's buffer cache: sized for the 1M-post world's vector table and HNSW "
-                    "index (about 1.5 and 1.9 GB), whose pages every feed request walks; with 256MB each request "
-                    "re-read ~7k index pages from the OS (about 40 ms of CPU). Memory is touched only as used")
+        default="2GB", pattern=r"^[0-9]+(kB|MB|GB)$",
+        description="the embedded Postgres's buffer cache, for the pages every feed request walks (the 1M-post "
+                    "world's HNSW index is 1.9 GB; with 256MB each request re-read ~7k index pages from the OS). 4GB "
+                    "held the whole index but, beside the 18 GB the full-scale ranker training took, the 24 GB "
+                    "machine ran out of memory. Memory is touched only as used")
     partitions_start: str = Field(default="2026-01-01", description="first UTC day of the daily partitions")
     max_upload_bytes: int = 150 * MiB
     max_event_batch: int = 1000
