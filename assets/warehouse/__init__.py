@@ -1,6 +1,6 @@
-"""Warehouse domain: bronze exported into Postgres, hourly post metrics, the dbt project."""
+"""Warehouse domain: bronze exported into Postgres, the creator analytics metrics, the dbt project."""
 
-from assets.warehouse.assets import EXPORT_ASSETS, WAREHOUSE_ASSETS, post_metrics_hourly
+from assets.warehouse.assets import EXPORT_ASSETS, WAREHOUSE_ASSETS, metrics_timeseries
 from assets.warehouse.dbt_assets import dbt_project, dbt_resource, socialpulse_dbt
 
 ASSETS = [*WAREHOUSE_ASSETS, socialpulse_dbt]
@@ -11,6 +11,6 @@ __all__ = [
     "RESOURCES",
     "EXPORT_ASSETS",
     "dbt_project",
-    "post_metrics_hourly",
+    "metrics_timeseries",
     "socialpulse_dbt",
 ]

@@ -1,4 +1,4 @@
-"""Dagster wrappers for the warehouse: bronze exports into Postgres and the hourly post metrics."""
+"""Dagster wrappers for the warehouse: bronze exports into Postgres and the creator analytics' metrics."""
 
 import datetime as dt
 
@@ -11,8 +11,8 @@ from assets.warehouse.export import (
     export_bronze_partition,
     export_bronze_table,
 )
-from assets.warehouse.metrics import QUALIFIED, write_hourly_post_metrics
 from orchestration.resources import SettingsResource
+from socialpulse import metrics
 from socialpulse.contracts import BRONZE
 
 GROUP = "warehouse"
@@ -68,23 +68,26 @@ def postgres_bronze_users(settings: SettingsResource) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    key=["postgres", "metrics", "post_metrics_hourly"],
-    deps=[bronze_key("interactions")],
+    key=["postgres", "metrics", "timeseries"],
+    deps=[bronze_key("interactions"), bronze_key("follows"), bronze_key("posts")],
     partitions_def=daily_partitions,
     backfill_policy=daily_backfill,
     group_name=GROUP,
     kinds={"postgres", "delta"},
     owners=OWNERS,
 )
-def post_metrics_hourly(context: AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
-    """Views, likes, shares, comments, watch time and unique viewers per post per UTC hour."""
+def metrics_timeseries(context: AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+    """Hourly and daily figures per post and per creator (views, unique viewers, likes, shares, comments,
+    watch time, completions; follower gains and losses per creator): metrics.post_metrics_hourly/_daily and
+    metrics.creator_metrics_hourly/_daily, one UTC day replaced per partition, past retention dropped."""
     s = settings.get()
-    per_day = {day.isoformat(): write_hourly_post_metrics(s, day) for day in _days(context)}
+    per_day = {day.isoformat(): metrics.write_day(s, day) for day in _days(context)}
+    context.log.info(f"metrics written: {per_day}")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": sum(per_day.values()),
+            "dagster/row_count": sum(c[t.name] for c in per_day.values() for t in metrics.ALL),
             "rows_per_day": dg.MetadataValue.json(per_day),
-            "table": QUALIFIED,
+            "tables": ", ".join(t.qualified for t in metrics.ALL),
         }
     )
 
@@ -92,4 +95,4 @@ def post_metrics_hourly(context: AssetExecutionContext, settings: SettingsResour
 EXPORT_ASSETS: list[dg.AssetsDefinition] = [_export_partition_asset(t) for t in PARTITIONED_TABLES] + [
     postgres_bronze_users
 ]
-WAREHOUSE_ASSETS: list[dg.AssetsDefinition] = [*EXPORT_ASSETS, post_metrics_hourly]
+WAREHOUSE_ASSETS: list[dg.AssetsDefinition] = [*EXPORT_ASSETS, metrics_timeseries]

@@ -134,7 +134,16 @@ dbt_translator = SocialPulseDbtTranslator(settings=DagsterDbtTranslatorSettings(
 )
 def socialpulse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: SettingsResource):
     """Build the dbt models (staging views, marts) and run their tests on Postgres."""
-    with patched_environ(dbt_env(settings.get())):
+    import psycopg
+
+    from socialpulse import metrics
+
+    s = settings.get()
+    # the metrics sources exist (empty) before the metrics asset first writes a day, so a build never fails on
+    # a missing relation
+    with psycopg.connect(s.postgres, connect_timeout=5) as conn, conn.transaction():
+        metrics.ensure_schema(conn)
+    with patched_environ(dbt_env(s)):
         yield from dbt.cli(["build"], context=context).stream()
 
 

@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from serving.api.routes import feed, health, ingest, posts, search, trends
+from serving.api.routes import creators, feed, health, ingest, posts, search, trends
 
 api_router = APIRouter()
+api_router.include_router(creators.router)
 api_router.include_router(feed.router)
 api_router.include_router(health.router)
 api_router.include_router(ingest.router)

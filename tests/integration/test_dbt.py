@@ -51,14 +51,14 @@ def _seed_bronze(settings) -> None:
 
 
 def test_dbt_build_runs_models_and_tests_as_asset_checks(stack):
-    from assets.warehouse.assets import EXPORT_ASSETS
+    from assets.warehouse.assets import EXPORT_ASSETS, metrics_timeseries
     from assets.warehouse.dbt_assets import dbt_env, dbt_resource, socialpulse_dbt
     from orchestration.resources import SettingsResource
 
     assert dbt_env(stack)["SOCIALPULSE_PG_PORT"] == str(stack.postgres_port)
     _seed_bronze(stack)
     resources = {"settings": SettingsResource(), "dbt": dbt_resource()}
-    partitioned = [a for a in EXPORT_ASSETS if a.partitions_def is not None]
+    partitioned = [a for a in EXPORT_ASSETS if a.partitions_def is not None] + [metrics_timeseries]
     unpartitioned = [a for a in EXPORT_ASSETS if a.partitions_def is None]
     assert dg.materialize(partitioned, partition_key=DAY.isoformat(), resources=resources).success
     assert dg.materialize(unpartitioned, resources=resources).success
@@ -73,6 +73,7 @@ def test_dbt_build_runs_models_and_tests_as_asset_checks(stack):
     materialized = {m.asset_key for m in result.get_asset_materialization_events() for m in [m.materialization]}
     assert dg.AssetKey(["postgres", "dbt", "fct_post_daily_engagement"]) in materialized
     assert dg.AssetKey(["postgres", "dbt", "stg_bronze__interactions"]) in materialized
+    assert dg.AssetKey(["postgres", "dbt", "fct_creator_daily_performance"]) in materialized
 
     with psycopg.connect(stack.postgres) as conn:
         rows = conn.execute(
@@ -85,3 +86,13 @@ def test_dbt_build_runs_models_and_tests_as_asset_checks(stack):
         ("dbt-p2", "dbt-u0", "image", 0, 0, 1, 0.0, 0),
     ]
     assert kind == ("VIEW",)
+    with psycopg.connect(stack.postgres) as conn:
+        creator = conn.execute(
+            "SELECT posts_published, views, unique_viewers, likes, comments, completions, followers_gained, "
+            "engagement_rate FROM marts.fct_creator_daily_performance WHERE creator_id = 'dbt-u0' AND activity_date = %s",
+            (DAY,)).fetchone()
+        growth = conn.execute("SELECT net_followers, followers_to_date FROM marts.fct_follower_growth "
+                              "WHERE creator_id = 'dbt-u0' AND activity_date = %s", (DAY,)).fetchone()
+    # dbt-p1 (30 s): views of 10, 5 and 1 s, none completed; two viewers; a like on p1, a comment on p2
+    assert creator == (2, 3, 2, 1, 1, 0, 1, pytest.approx(2 / 3))
+    assert growth == (1, 1)

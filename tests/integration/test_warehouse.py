@@ -1,4 +1,4 @@
-"""Bronze export into Postgres and hourly post metrics: pure logic, then the real embedded Postgres."""
+"""Bronze export into Postgres and the creator analytics metrics: pure logic, then the real embedded Postgres."""
 
 import datetime as dt
 
@@ -14,14 +14,8 @@ from assets.warehouse.export import (
     pg_type,
     table_ddl,
 )
-from assets.warehouse.metrics import (
-    compute_hourly_post_metrics,
-    ensure_metrics_schema,
-    partition_name,
-    write_hourly_post_metrics,
-)
-from socialpulse import lake
-from socialpulse.contracts import INTERACTIONS, POSTS, USERS, conform
+from socialpulse import lake, metrics
+from socialpulse.contracts import FOLLOWS, INTERACTIONS, POSTS, USERS, conform
 
 UTC = dt.timezone.utc
 # days no other test writes, so counts are exact on the shared session stack
@@ -64,38 +58,75 @@ def test_latest_per_key_keeps_the_newest_row():
     assert out == {"u1": "new", "u2": "only"}
 
 
-def test_hourly_metrics_count_each_event_type_per_post_and_hour():
-    table = conform(INTERACTIONS, [
-        event("a", "view", "u1", "p1", at(DAY, 10, 1), 4.0),
-        event("b", "view", "u1", "p1", at(DAY, 10, 2), 6.0),
+def _day_tables(events, follows=(), posts=(("p1", "c1", 10.0), ("p2", "c1", None), ("p3", "c2", 20.0))):
+    interactions = conform(INTERACTIONS, events).select(["event_type", "user_id", "post_id", "watch_time_s",
+                                                          "created_at"])
+    follows = conform(FOLLOWS, [dict(event_id=f"f{i}", follower_id=a, followee_id=b, action=act, created_at=ts,
+                                     event_date=ts.date()) for i, (a, b, act, ts) in enumerate(follows)])
+    posts = pa.table({"post_id": [p for p, _, _ in posts], "author_id": [a for _, a, _ in posts],
+                      "duration_s": pa.array([d for _, _, d in posts], pa.float32())})
+    return interactions, follows.select(["follower_id", "followee_id", "action", "created_at"]), posts
+
+
+def test_metrics_count_each_figure_per_post_and_creator_by_hour_and_day():
+    rows = metrics.compute_day(*_day_tables([
+        event("a", "view", "u1", "p1", at(DAY, 10, 1), 9.5),   # completes p1 (>= 90 % of 10 s)
+        event("b", "view", "u1", "p1", at(DAY, 17, 2), 3.0),   # the same viewer later: one unit of the day's reach
         event("c", "view", "u2", "p1", at(DAY, 10, 59), None),
         event("d", "like", "u2", "p1", at(DAY, 10, 30)),
-        event("e", "share", "u3", "p1", at(DAY, 11, 0)),
+        event("e", "share", "u3", "p2", at(DAY, 11, 0)),
         event("f", "comment", "u3", "p2", at(DAY, 10, 5)),
-        dict(event_id="g", event_type="follow", user_id="u1", target_user_id="u9", created_at=at(DAY, 10), event_date=DAY),
-    ])
-    rows = {(r["post_id"], r["hour"].hour): r for r in compute_hourly_post_metrics(table).to_pylist()}
-    assert set(rows) == {("p1", 10), ("p1", 11), ("p2", 10)}
-    p1 = rows[("p1", 10)]
-    assert (p1["views"], p1["likes"], p1["shares"], p1["comments"]) == (3, 1, 0, 0)
-    assert p1["watch_time_s"] == pytest.approx(10.0)
-    assert p1["unique_viewers"] == 2
-    assert p1["hour"] == at(DAY, 10)
-    assert rows[("p1", 11)]["shares"] == 1 and rows[("p1", 11)]["unique_viewers"] == 0
-    assert rows[("p2", 10)]["comments"] == 1
-    assert compute_hourly_post_metrics(INTERACTIONS.schema.empty_table()).num_rows == 0
+        event("g", "view", "u4", "p2", at(DAY, 10, 6), 50.0),  # no duration: never a completion
+        event("h", "view", "u4", "gone", at(DAY, 10, 7), 1.0),  # a post without a row has no creator: left out
+        dict(event_id="i", event_type="follow", user_id="u1", target_user_id="c1", created_at=at(DAY, 10), event_date=DAY),
+    ], follows=[("u1", "c1", "follow", at(DAY, 10)), ("u5", "c1", "follow", at(DAY, 22)),
+                ("u6", "c2", "unfollow", at(DAY, 3))]))
+    hourly = {(r["post_id"], r["hour"].hour): r for r in rows["post_metrics_hourly"].to_pylist()}
+    assert set(hourly) == {("p1", 10), ("p1", 17), ("p2", 10), ("p2", 11)}
+    p1 = hourly[("p1", 10)]
+    assert (p1["views"], p1["unique_viewers"], p1["likes"], p1["completions"], p1["author_id"]) == (2, 2, 1, 1, "c1")
+    assert p1["watch_time_s"] == pytest.approx(9.5) and p1["hour"] == at(DAY, 10)
+    assert hourly[("p2", 10)]["completions"] == 0 and hourly[("p2", 11)]["shares"] == 1
+    daily = {r["post_id"]: r for r in rows["post_metrics_daily"].to_pylist()}
+    assert (daily["p1"]["views"], daily["p1"]["unique_viewers"], daily["p1"]["day"]) == (3, 2, DAY)
+    creator_day = {r["creator_id"]: r for r in rows["creator_metrics_daily"].to_pylist()}
+    c1 = creator_day["c1"]
+    assert (c1["views"], c1["unique_viewers"], c1["likes"], c1["shares"], c1["comments"], c1["completions"]) == (
+        4, 3, 1, 1, 1, 1)
+    assert (c1["followers_gained"], c1["followers_lost"]) == (2, 0)
+    # a creator with only a follow event that day still has a row
+    assert creator_day["c2"]["views"] == 0 and creator_day["c2"]["followers_lost"] == 1
+    creator_hours = {(r["creator_id"], r["hour"].hour) for r in rows["creator_metrics_hourly"].to_pylist()}
+    assert creator_hours == {("c1", 10), ("c1", 11), ("c1", 17), ("c1", 22), ("c2", 3)}
+    empty = metrics.compute_day(*_day_tables([]))
+    assert all(t.num_rows == 0 for t in empty.values()) and set(empty) == {t.name for t in metrics.ALL}
+
+
+def test_a_post_appended_twice_counts_its_events_once():
+    rows = metrics.compute_day(*_day_tables([event("a", "view", "u1", "p1", at(DAY, 10), 1.0)],
+                                            posts=[("p1", "c1", 10.0), ("p1", "c1", 10.0)]))
+    assert rows["creator_metrics_daily"].to_pylist()[0]["views"] == 1
 
 
 class _RecordingConn:
-    """Answers the probes of ensure_metrics_schema as a database with TimescaleDB would, records the SQL."""
+    """Answers the probes of metrics.ensure_schema as a database with TimescaleDB would (each table missing
+    until created), and records the SQL."""
 
     def __init__(self):
         self.statements: list[str] = []
+        self.created: set[str] = set()
 
     def execute(self, query, params=None):
         text = query if isinstance(query, str) else query.as_string(None)
         self.statements.append(text)
-        row = (1,) if "pg_available_extensions" in text else None  # timescaledb available; table missing
+        if text.startswith("SELECT create_hypertable"):
+            self.created.add(params[0].split(".")[1])
+        if "pg_available_extensions" in text:
+            row = (1,)
+        elif "relkind" in text:
+            row = ("r",) if params[1] in self.created else None
+        else:
+            row = None
 
         class _Cursor:
             def fetchone(self_inner):
@@ -104,18 +135,19 @@ class _RecordingConn:
         return _Cursor()
 
 
-def test_metrics_table_is_a_hypertable_where_timescaledb_exists():
-    from assets.warehouse.metrics import ensure_day_partition
-
+def test_metrics_tables_are_hypertables_with_policies_where_timescaledb_exists():
     conn = _RecordingConn()
-    assert ensure_metrics_schema(conn) == "hypertable"
+    assert metrics.ensure_schema(conn) == "hypertable"
     sql_text = "\n".join(conn.statements)
     assert "CREATE EXTENSION IF NOT EXISTS timescaledb" in sql_text
-    assert "create_hypertable(%s::regclass, 'hour', chunk_time_interval => INTERVAL '1 day'" in sql_text
     assert "PARTITION BY" not in sql_text
-    conn = _RecordingConn()
-    assert ensure_day_partition(conn, DAY) is None  # chunks are TimescaleDB's business
-    assert not any("PARTITION OF" in q for q in conn.statements)
+    for series in metrics.ALL:
+        assert f"CREATE TABLE {series.qualified}" in sql_text
+    assert sql_text.count("create_hypertable(%s::regclass, 'hour', chunk_time_interval => INTERVAL '1 day'") == 2
+    assert sql_text.count("create_hypertable(%s::regclass, 'day', chunk_time_interval => INTERVAL '1 month'") == 2
+    assert sql_text.count("add_compression_policy") == 4 and sql_text.count("add_retention_policy") == 4
+    assert "INTERVAL '90 days'" in sql_text and "INTERVAL '730 days'" in sql_text
+    assert metrics.ensure_partitions(conn, DAY) == []  # chunks are TimescaleDB's business
 
 
 # --- real Postgres and Delta ------------------------------------------------------------------
@@ -169,54 +201,113 @@ def test_export_users_keeps_the_latest_row_per_user(stack):
 
 
 @pytest.mark.integration
-def test_hourly_metrics_use_day_partitions_and_replace_a_day(stack):
+def test_metrics_use_partitions_replace_a_day_and_drop_past_retention(stack):
+    lake.append(POSTS, [dict(post_id=p, author_id="wh-c1", kind="video", hashtags=[], duration_s=10.0,
+                             created_at=at(DAY, 1), event_date=DAY) for p in ("wh-p0", "wh-p1")], settings=stack)
     lake.append(INTERACTIONS, [
         event("wh-m1", "view", "u1", "wh-p0", at(DAY, 8, 5), 7.0),
         event("wh-m2", "like", "u1", "wh-p0", at(DAY, 8, 6)),
         event("wh-m3", "view", "u2", "wh-p0", at(NEXT, 0, 1), 3.0),
     ], settings=stack)
+    lake.append(FOLLOWS, [dict(event_id="wh-f1", follower_id="u7", followee_id="wh-c1", action="follow",
+                               created_at=at(DAY, 9), event_date=DAY)], settings=stack)
     with psycopg.connect(stack.postgres) as conn:
-        assert ensure_metrics_schema(conn) == "native"  # no TimescaleDB here
-    assert write_hourly_post_metrics(stack, DAY) == 1
-    assert write_hourly_post_metrics(stack, NEXT) == 1
+        assert metrics.ensure_schema(conn) == "native"  # no TimescaleDB here
+    assert metrics.write_day(stack, DAY)["post_metrics_hourly"] == 1
+    assert metrics.write_day(stack, NEXT)["post_metrics_hourly"] == 1
     with psycopg.connect(stack.postgres) as conn:
-        parts = {r[0] for r in conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'metrics.post_metrics_hourly'::regclass")}
-        assert {partition_name(DAY), partition_name(NEXT)} <= parts
+        for series in metrics.ALL:
+            parts = {r[0] for r in conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = %s::regclass", (series.qualified,))}
+            assert metrics.partition_name(series, DAY) in parts, (series.name, parts)
+        assert metrics.partition_name(metrics.POST_DAILY, DAY) == "post_metrics_daily_p202606"
         # rows live in the day's own partition
-        assert conn.execute(f"SELECT count(*) FROM metrics.{partition_name(DAY)}").fetchone()[0] == 1
+        assert conn.execute(f"SELECT count(*) FROM metrics.{metrics.partition_name(metrics.POST_HOURLY, DAY)}"
+                            ).fetchone()[0] == 1
 
     # more events for the day: a rerun replaces the day's rows, not adds to them
     lake.append(INTERACTIONS, [
-        event("wh-m4", "view", "u3", "wh-p0", at(DAY, 8, 30), 2.0),
+        event("wh-m4", "view", "u3", "wh-p0", at(DAY, 8, 30), 9.5),
         event("wh-m5", "share", "u3", "wh-p1", at(DAY, 21, 0)),
     ], settings=stack)
-    assert write_hourly_post_metrics(stack, DAY) == 2
-    assert write_hourly_post_metrics(stack, DAY) == 2
+    assert metrics.write_day(stack, DAY)["post_metrics_hourly"] == 2
+    assert metrics.write_day(stack, DAY)["post_metrics_hourly"] == 2
     with psycopg.connect(stack.postgres) as conn:
         rows = conn.execute(
-            "SELECT post_id, hour, views, likes, shares, watch_time_s, unique_viewers FROM metrics.post_metrics_hourly "
-            "WHERE hour >= %s AND hour < %s ORDER BY hour", (at(DAY, 0), at(NEXT, 0))).fetchall()
-        assert rows == [("wh-p0", at(DAY, 8), 2, 1, 0, pytest.approx(9.0), 2), ("wh-p1", at(DAY, 21), 0, 0, 1, 0.0, 0)]
-        assert conn.execute("SELECT count(*) FROM metrics.post_metrics_hourly WHERE hour >= %s",
-                            (at(NEXT, 0),)).fetchone()[0] == 1
+            "SELECT post_id, hour, views, likes, shares, watch_time_s, unique_viewers, completions "
+            "FROM metrics.post_metrics_hourly WHERE hour >= %s AND hour < %s ORDER BY hour",
+            (at(DAY, 0), at(NEXT, 0))).fetchall()
+        assert rows == [("wh-p0", at(DAY, 8), 2, 1, 0, pytest.approx(16.5), 2, 1),
+                        ("wh-p1", at(DAY, 21), 0, 0, 1, 0.0, 0, 0)]
+        series = metrics.creator_series(conn, "wh-c1", at(DAY, 0), at(NEXT, 0) + dt.timedelta(days=1), "day")
+        assert [r["bucket"] for r in series] == [DAY, NEXT]
+        assert (series[0]["views"], series[0]["followers_gained"], series[1]["views"]) == (2, 1, 1)
+        hours = metrics.creator_series(conn, "wh-c1", at(DAY, 6), at(DAY, 10), "hour")
+        assert [r["bucket"] for r in hours] == [at(DAY, h) for h in range(6, 10)]  # every hour, zeros included
+        assert [r["views"] for r in hours] == [0, 0, 2, 0] and hours[3]["followers_gained"] == 1
+        assert metrics.totals(series)["views"] == 3
+        with pytest.raises(ValueError, match="granularity"):
+            metrics.creator_series(conn, "wh-c1", at(DAY, 0), at(NEXT, 0), "week")
+        # 92 days on, the day's hourly partitions are past retention; its daily (monthly) ones are kept
+        dropped = metrics.apply_retention(conn, DAY + dt.timedelta(days=92))
+        assert metrics.partition_name(metrics.POST_HOURLY, DAY) in dropped["post_metrics_hourly"]
+        assert "post_metrics_daily" not in dropped
+        assert conn.execute("SELECT count(*) FROM metrics.post_metrics_hourly WHERE hour < %s",
+                            (at(NEXT, 0),)).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM metrics.post_metrics_daily WHERE day = %s", (DAY,)).fetchone()[0] == 2
 
 
 @pytest.mark.integration
 def test_dagster_assets_export_and_report_row_counts(stack):
-    from assets.warehouse.assets import EXPORT_ASSETS, post_metrics_hourly
+    from assets.warehouse.assets import EXPORT_ASSETS, metrics_timeseries
     from orchestration.resources import SettingsResource
 
     day = dt.date(2026, 6, 5)
-    lake.append(INTERACTIONS, [event(f"wh-d{i}", "view", f"u{i % 2}", "wh-p0", at(day, i), 1.0) for i in range(5)],
+    lake.append(POSTS, [dict(post_id="wh-dp", author_id="wh-c2", kind="video", hashtags=[], duration_s=5.0,
+                             created_at=at(day, 0), event_date=day)], settings=stack)
+    lake.append(INTERACTIONS, [event(f"wh-d{i}", "view", f"u{i % 2}", "wh-dp", at(day, i), 1.0) for i in range(5)],
                 settings=stack)
     interactions_asset = next(a for a in EXPORT_ASSETS if a.key == dg.AssetKey(["postgres", "bronze", "interactions"]))
-    result = dg.materialize([interactions_asset, post_metrics_hourly], partition_key=day.isoformat(),
+    result = dg.materialize([interactions_asset, metrics_timeseries], partition_key=day.isoformat(),
                             resources={"settings": SettingsResource()})
     assert result.success
     counts = {m.asset_key.path[-1]: m.metadata["dagster/row_count"].value
               for m in result.get_asset_materialization_events() for m in [m.materialization]}
     assert counts["interactions"] == 5
     assert _count(stack, "SELECT count(*) FROM bronze.interactions WHERE event_date = %s", day) == 5
-    assert counts["post_metrics_hourly"] == 5  # one post, five distinct hours
+    # one post of one creator in five distinct hours: five hourly rows per post and per creator, a daily each
+    assert counts["timeseries"] == 5 + 1 + 5 + 1
+
+
+@pytest.mark.integration
+def test_creator_analytics_endpoint_serves_the_series_and_refuses_bad_windows(stack):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    day = dt.date(2026, 6, 7)
+    lake.append(POSTS, [dict(post_id="wh-ap", author_id="wh-c3", kind="video", hashtags=[], duration_s=10.0,
+                             created_at=at(day, 0), event_date=day)], settings=stack)
+    lake.append(INTERACTIONS, [event("wh-a1", "view", "u1", "wh-ap", at(day, 5), 10.0),
+                               event("wh-a2", "view", "u2", "wh-ap", at(day, 5, 30), 2.0),
+                               event("wh-a3", "like", "u2", "wh-ap", at(day, 6))], settings=stack)
+    metrics.write_day(stack, day)
+    with TestClient(create_app(stack, warm=False)) as client:
+        body = client.get("/v1/creators/wh-c3/analytics",
+                          params={"granularity": "hour", "from": f"{day}T04:00:00Z", "to": f"{day}T07:00:00Z"}).json()
+        assert [b["bucket"] for b in body["series"]] == [at(day, h).isoformat() for h in (4, 5, 6)]
+        assert [(b["views"], b["likes"], b["completions"]) for b in body["series"]] == [(0, 0, 0), (2, 0, 1), (0, 1, 0)]
+        assert body["totals"]["views"] == 2 and body["totals"]["completion_rate"] == 0.5
+        assert body["totals"]["engagement_rate"] == 0.5
+        daily = client.get("/v1/creators/wh-c3/analytics", params={"from": str(day), "to": str(day + dt.timedelta(days=2))})
+        assert daily.status_code == 200
+        assert [(b["bucket"], b["unique_viewers"]) for b in daily.json()["series"]] == [
+            (str(day), 2), (str(day + dt.timedelta(days=1)), 0)]
+        # a creator with no activity is zeros, not an error
+        assert client.get("/v1/creators/nobody/analytics", params={"from": str(day)}).json()["totals"]["views"] == 0
+        for params, field in [({"from": "yesterday"}, "from"), ({"from": str(day), "to": str(day)}, "from"),
+                              ({"granularity": "hour", "from": "2026-01-01", "to": "2026-06-01"}, "from")]:
+            r = client.get("/v1/creators/wh-c3/analytics", params=params)
+            assert r.status_code == 400 and r.json()["field"] == field, r.text
+        assert client.get("/v1/creators/wh-c3/analytics", params={"granularity": "week"}).status_code == 422

@@ -1,0 +1,87 @@
+"""Creator analytics, served from Postgres only (schema ``metrics``, written by the metrics asset).
+
+``GET /v1/creators/{creator_id}/analytics`` returns the creator's figures per hour or per day over a window,
+every bucket present (zeros where nothing happened), and the window's totals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from serving.deps import PgPoolDep
+from serving.errors import ApiError, call_store
+from socialpulse import metrics
+
+router = APIRouter(tags=["creators"])
+
+CreatorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+$")]
+#: the longest window one request may ask for, per granularity (a month of hours, two years of days)
+MAX_BUCKETS = {"hour": 31 * 24, "day": 731}
+DEFAULT_SPAN = {"hour": dt.timedelta(hours=48), "day": dt.timedelta(days=28)}
+
+
+def parse_instant(value: str, name: str) -> dt.datetime:
+    """An ISO date (midnight UTC) or date-time (UTC when it names no zone); a clear 400 otherwise."""
+    try:
+        if len(value) == 10:
+            return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), dt.timezone.utc)
+        ts = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an ISO date (2026-06-01) or date-time (2026-06-01T12:00:00Z), "
+                            f"not {value!r}", field=name) from None
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.timezone.utc)
+
+
+def window(granularity: str, start: str | None, end: str | None, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The ``[from, to)`` window of a request: ``to`` defaults to the end of the current bucket, ``from`` to
+    48 hours (hourly) or 28 days (daily) before ``to``; refused when empty or too long."""
+    if end is not None:
+        stop = parse_instant(end, "to")
+    elif granularity == "hour":
+        stop = now.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    else:
+        stop = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    begin = parse_instant(start, "from") if start is not None else stop - DEFAULT_SPAN[granularity]
+    if begin >= stop:
+        raise ApiError(400, f"from ({begin.isoformat()}) must be before to ({stop.isoformat()})", field="from")
+    step = dt.timedelta(hours=1) if granularity == "hour" else dt.timedelta(days=1)
+    if (stop - begin) / step > MAX_BUCKETS[granularity]:
+        raise ApiError(400, f"a {granularity}ly window holds at most {MAX_BUCKETS[granularity]} buckets; "
+                            "narrow from/to or use granularity=day", field="from")
+    return begin, stop
+
+
+def _series(pool, creator_id: str, begin: dt.datetime, stop: dt.datetime, granularity: str) -> list[dict]:
+    with pool.connection() as conn:
+        return metrics.creator_series(conn, creator_id, begin, stop, granularity)
+
+
+@router.get(
+    "/v1/creators/{creator_id}/analytics",
+    summary="A creator's reach and engagement per hour or per day",
+    responses={400: {"description": "malformed or too long window"},
+               503: {"description": "metrics not built yet, or Postgres unavailable"}},
+)
+async def creator_analytics(
+    creator_id: CreatorId,
+    pool: PgPoolDep,
+    granularity: Annotated[str, Query(pattern="^(hour|day)$", description="bucket size: hour or day")] = "day",
+    start: Annotated[str | None, Query(alias="from", description="window start (ISO date or date-time, UTC); "
+                                       "default 48 h (hourly) or 28 days (daily) before to")] = None,
+    end: Annotated[str | None, Query(alias="to", description="window end, exclusive; default the end of the "
+                                     "current hour or day")] = None,
+) -> dict:
+    """Views, unique viewers, likes, shares, comments, watch time, completions and follower gains and losses
+    per bucket, oldest first, every bucket present; ``totals`` adds them up over the window (unique viewers
+    summed over buckets: an upper bound of the window's reach) with its completion and engagement rates."""
+    begin, stop = window(granularity, start, end, dt.datetime.now(dt.timezone.utc))
+    try:
+        rows = await call_store("analytics store", _series, pool, creator_id, begin, stop, granularity)
+    except metrics.MetricsNotBuilt as exc:
+        raise ApiError(503, str(exc)) from None
+    series = [{**r, "bucket": r["bucket"].isoformat()} for r in rows]
+    return {"creator_id": creator_id, "granularity": granularity, "from": begin.isoformat(), "to": stop.isoformat(),
+            "series": series, "totals": metrics.totals(rows)}
