@@ -203,11 +203,11 @@ def test_export_users_keeps_the_latest_row_per_user(stack):
 @pytest.mark.integration
 def test_metrics_use_partitions_replace_a_day_and_drop_past_retention(stack):
     lake.append(POSTS, [dict(post_id=p, author_id="wh-c1", kind="video", hashtags=[], duration_s=10.0,
-                             created_at=at(DAY, 1), event_date=DAY) for p in ("wh-p0", "wh-p1")], settings=stack)
+                             created_at=at(DAY, 1), event_date=DAY) for p in ("wh-mp0", "wh-mp1")], settings=stack)
     lake.append(INTERACTIONS, [
-        event("wh-m1", "view", "u1", "wh-p0", at(DAY, 8, 5), 7.0),
-        event("wh-m2", "like", "u1", "wh-p0", at(DAY, 8, 6)),
-        event("wh-m3", "view", "u2", "wh-p0", at(NEXT, 0, 1), 3.0),
+        event("wh-m1", "view", "u1", "wh-mp0", at(DAY, 8, 5), 7.0),
+        event("wh-m2", "like", "u1", "wh-mp0", at(DAY, 8, 6)),
+        event("wh-m3", "view", "u2", "wh-mp0", at(NEXT, 0, 1), 3.0),
     ], settings=stack)
     lake.append(FOLLOWS, [dict(event_id="wh-f1", follower_id="u7", followee_id="wh-c1", action="follow",
                                created_at=at(DAY, 9), event_date=DAY)], settings=stack)
@@ -228,8 +228,8 @@ def test_metrics_use_partitions_replace_a_day_and_drop_past_retention(stack):
 
     # more events for the day: a rerun replaces the day's rows, not adds to them
     lake.append(INTERACTIONS, [
-        event("wh-m4", "view", "u3", "wh-p0", at(DAY, 8, 30), 9.5),
-        event("wh-m5", "share", "u3", "wh-p1", at(DAY, 21, 0)),
+        event("wh-m4", "view", "u3", "wh-mp0", at(DAY, 8, 30), 9.5),
+        event("wh-m5", "share", "u3", "wh-mp1", at(DAY, 21, 0)),
     ], settings=stack)
     assert metrics.write_day(stack, DAY)["post_metrics_hourly"] == 2
     assert metrics.write_day(stack, DAY)["post_metrics_hourly"] == 2
@@ -238,8 +238,8 @@ def test_metrics_use_partitions_replace_a_day_and_drop_past_retention(stack):
             "SELECT post_id, hour, views, likes, shares, watch_time_s, unique_viewers, completions "
             "FROM metrics.post_metrics_hourly WHERE hour >= %s AND hour < %s ORDER BY hour",
             (at(DAY, 0), at(NEXT, 0))).fetchall()
-        assert rows == [("wh-p0", at(DAY, 8), 2, 1, 0, pytest.approx(16.5), 2, 1),
-                        ("wh-p1", at(DAY, 21), 0, 0, 1, 0.0, 0, 0)]
+        assert rows == [("wh-mp0", at(DAY, 8), 2, 1, 0, pytest.approx(16.5), 2, 1),
+                        ("wh-mp1", at(DAY, 21), 0, 0, 1, 0.0, 0, 0)]
         series = metrics.creator_series(conn, "wh-c1", at(DAY, 0), at(NEXT, 0) + dt.timedelta(days=1), "day")
         assert [r["bucket"] for r in series] == [DAY, NEXT]
         assert (series[0]["views"], series[0]["followers_gained"], series[1]["views"]) == (2, 1, 1)
@@ -269,7 +269,8 @@ def test_dagster_assets_export_and_report_row_counts(stack):
     lake.append(INTERACTIONS, [event(f"wh-d{i}", "view", f"u{i % 2}", "wh-dp", at(day, i), 1.0) for i in range(5)],
                 settings=stack)
     interactions_asset = next(a for a in EXPORT_ASSETS if a.key == dg.AssetKey(["postgres", "bronze", "interactions"]))
-    result = dg.materialize([interactions_asset, metrics_timeseries], partition_key=day.isoformat(),
+    posts_asset = next(a for a in EXPORT_ASSETS if a.key == dg.AssetKey(["postgres", "bronze", "posts"]))
+    result = dg.materialize([interactions_asset, posts_asset, metrics_timeseries], partition_key=day.isoformat(),
                             resources={"settings": SettingsResource()})
     assert result.success
     counts = {m.asset_key.path[-1]: m.metadata["dagster/row_count"].value
@@ -277,7 +278,8 @@ def test_dagster_assets_export_and_report_row_counts(stack):
     assert counts["interactions"] == 5
     assert _count(stack, "SELECT count(*) FROM bronze.interactions WHERE event_date = %s", day) == 5
     # one post of one creator in five distinct hours: five hourly rows per post and per creator, a daily each
-    assert counts["timeseries"] == 5 + 1 + 5 + 1
+    assert (counts["post_metrics_hourly"], counts["post_metrics_daily"], counts["creator_metrics_hourly"],
+            counts["creator_metrics_daily"]) == (5, 1, 5, 1)
 
 
 @pytest.mark.integration

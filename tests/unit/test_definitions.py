@@ -73,7 +73,7 @@ def test_the_spine_assets_exist(snapshot):
     for key in [
         "lake/bronze/posts", "lake/bronze/interactions", "lake/bronze/users",
         "lake/gold/post_engagement_daily", "lake/gold/user_engagement_daily",
-        "feast/online/post_engagement", "postgres/bronze/interactions", "postgres/metrics/timeseries",
+        "feast/online/post_engagement", "postgres/bronze/interactions", "postgres/metrics/creator_metrics_daily",
     ]:
         assert key in assets, f"{key} missing; have {sorted(assets)}"
     assert any(k.startswith("postgres/dbt/stg_bronze__") for k in assets)
@@ -89,7 +89,7 @@ def test_every_asset_is_documented_owned_and_typed(snapshot):
 
 def test_event_derived_assets_are_daily_with_a_backfill_policy(snapshot):
     for key in ("lake/gold/post_engagement_daily", "feast/online/post_engagement", "postgres/bronze/interactions",
-                "postgres/metrics/timeseries"):
+                "postgres/metrics/creator_metrics_daily"):
         assert snapshot["assets"][key]["daily"], key
         assert snapshot["assets"][key]["backfill"], key
 
