@@ -13,6 +13,7 @@ import datetime as dt
 import os
 
 import psycopg
+import pyarrow as pa
 import pytest
 import redis
 import schemathesis
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from serving.app import create_app
-from socialpulse import moderation, trends_store, vectors
+from socialpulse import metrics, moderation, trends_store, vectors
 from socialpulse.stores.postgres import bootstrap_database
 
 pytestmark = pytest.mark.integration
@@ -54,6 +55,13 @@ def _seed(settings, encoder) -> None:
             "flags": 1, "posts": 12}])
         trends_store.publish_cooccurrence(conn, day, {"food": 3, "night": 2, "flood": 12}, [("food", "night", 2),
                                                                                            ("night", "food", 2)])
+        # a day of creator metrics: a view and a like of fz1, a follow of its author
+        ts = pa.array([hour, hour], pa.timestamp("us", tz="UTC"))
+        metrics.replace_day(conn, day, metrics.compute_day(
+            pa.table({"event_type": ["view", "like"], "user_id": ["u1", "u1"], "post_id": ["fz1", "fz1"],
+                      "watch_time_s": pa.array([3.0, None], pa.float32()), "created_at": ts}),
+            pa.table({"follower_id": ["u1"], "followee_id": ["a-fz1"], "action": ["follow"], "created_at": ts[:1]}),
+            pa.table({"post_id": ["fz1"], "author_id": ["a-fz1"], "duration_s": pa.array([10.0], pa.float32())})))
 
 
 @pytest.fixture(scope="module")

@@ -313,3 +313,15 @@ def test_creator_analytics_endpoint_serves_the_series_and_refuses_bad_windows(st
             r = client.get("/v1/creators/wh-c3/analytics", params=params)
             assert r.status_code == 400 and r.json()["field"] == field, r.text
         assert client.get("/v1/creators/wh-c3/analytics", params={"granularity": "week"}).status_code == 422
+
+
+def test_an_analytics_window_out_of_the_calendar_is_a_400():
+    from serving.api.routes.creators import window
+    from serving.errors import ApiError
+
+    now = dt.datetime(2026, 6, 1, tzinfo=UTC)
+    assert window("day", None, "2026-06-03", now) == (at(dt.date(2026, 5, 6), 0), at(dt.date(2026, 6, 3), 0))
+    assert window("hour", None, None, dt.datetime(2026, 6, 1, 10, 30, tzinfo=UTC)) == (
+        dt.datetime(2026, 5, 30, 11, tzinfo=UTC), dt.datetime(2026, 6, 1, 11, tzinfo=UTC))
+    with pytest.raises(ApiError, match="outside the dates"):
+        window("day", None, "0001-01-02", now)

@@ -37,7 +37,14 @@ def parse_instant(value: str, name: str) -> dt.datetime:
 
 def window(granularity: str, start: str | None, end: str | None, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The ``[from, to)`` window of a request: ``to`` defaults to the end of the current bucket, ``from`` to
-    48 hours (hourly) or 28 days (daily) before ``to``; refused when empty or too long."""
+    48 hours (hourly) or 28 days (daily) before ``to``; refused when empty, too long or out of range."""
+    try:
+        return _window(granularity, start, end, now)
+    except OverflowError:
+        raise ApiError(400, "from/to fall outside the dates this API can count buckets for", field="from") from None
+
+
+def _window(granularity: str, start: str | None, end: str | None, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     if end is not None:
         stop = parse_instant(end, "to")
     elif granularity == "hour":
