@@ -41,8 +41,8 @@ METHOD = (
     "(uvicorn, 2 workers) under an open-loop load of GET /v1/feed?limit=10 at each rate for a fixed time (64 "
     "keep-alive connections, raw asyncio HTTP/1.1), latency from the scheduled send; Feast peer: "
     "FeatureStore.get_online_features(feed_ranking_v1) for the same user and 500 candidate posts, sequential calls; "
-    "ranker: Ranker.score on 500 x 12 features; the feed's relations loaded into Postgres's buffer cache (vectors.prewarm, as after an index build) and a 3 s warm-up at 20/s (not "
-    "recorded); cpu_ms_per_request: CPU time of each process tree (Postgres with its backends, the API, Redis, this "
+    "ranker: Ranker.score on 500 x 12 features; the feed's relations loaded into Postgres's buffer cache "
+    "(vectors.prewarm, as after an index build) and a 3 s warm-up at 20/s (not recorded); cpu_ms_per_request: CPU time of each process tree (Postgres with its backends, the API, Redis, this "
     "load generator) over the rate's run, divided by its requests"
 )
 SCALES = {

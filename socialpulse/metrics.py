@@ -38,14 +38,12 @@ SCHEMA = "metrics"
 COMPLETION_SHARE = 0.9
 HYPERTABLE = "hypertable"
 NATIVE = "native"
-GRANULARITIES = ("hour", "day")
 
 _FIGURES = [("views", pa.int64()), ("unique_viewers", pa.int64()), ("likes", pa.int64()), ("shares", pa.int64()),
             ("comments", pa.int64()), ("watch_time_s", pa.float64()), ("completions", pa.int64())]
 _FOLLOWERS = [("followers_gained", pa.int64()), ("followers_lost", pa.int64())]
 #: the figures a creator series carries, in order
 CREATOR_FIGURES = tuple(name for name, _ in _FIGURES + _FOLLOWERS)
-POST_FIGURES = tuple(name for name, _ in _FIGURES)
 
 
 @dataclass(frozen=True)
@@ -79,6 +77,7 @@ CREATOR_DAILY = Series("creator_metrics_daily", "creator_id", "day", "month", 73
                        _schema("creator_id", "day", _FIGURES + _FOLLOWERS))
 ALL = (POST_HOURLY, POST_DAILY, CREATOR_HOURLY, CREATOR_DAILY)
 CREATOR_SERIES = {"hour": CREATOR_HOURLY, "day": CREATOR_DAILY}
+GRANULARITIES = tuple(CREATOR_SERIES)
 
 
 class MetricsNotBuilt(LookupError):
@@ -217,6 +216,11 @@ def _bound(series: Series, day: dt.date):
     return dt.datetime.combine(day, dt.time(), dt.timezone.utc) if series.bucket == "hour" else day
 
 
+def _day_range(series: Series, day: dt.date) -> tuple:
+    """``[start, end)`` of one UTC day in the series' bucket type (timestamps for hours, dates for days)."""
+    return _bound(series, day), _bound(series, day + dt.timedelta(days=1))
+
+
 def ensure_partitions(conn: psycopg.Connection, day: dt.date) -> list[str]:
     """Create each native table's partition holding ``day`` (UTC) if missing; none on a hypertable."""
     made = []
@@ -235,12 +239,11 @@ def ensure_partitions(conn: psycopg.Connection, day: dt.date) -> list[str]:
 def replace_day(conn: psycopg.Connection, day: dt.date, rows: dict[str, pa.Table]) -> dict[str, int]:
     """In one transaction: the day's partitions exist, the day's rows of each table are deleted and
     ``rows[table]`` copied in. Rows outside the day are refused (nothing is written)."""
-    start, end = _bound(POST_HOURLY, day), _bound(POST_HOURLY, day + dt.timedelta(days=1))
     for series in ALL:
         table = rows[series.name]
         if table.num_rows:
             times = table[series.bucket].to_pylist()
-            low, high = (start, end) if series.bucket == "hour" else (day, day + dt.timedelta(days=1))
+            low, high = _day_range(series, day)
             outside = sum(1 for t in times if not (low <= t < high))
             if outside:
                 raise ValueError(f"{outside} row(s) of {series.name} fall outside {day} (UTC)")
@@ -249,7 +252,7 @@ def replace_day(conn: psycopg.Connection, day: dt.date, rows: dict[str, pa.Table
         ensure_schema(conn)
         ensure_partitions(conn, day)
         for series in ALL:
-            low, high = (start, end) if series.bucket == "hour" else (day, day + dt.timedelta(days=1))
+            low, high = _day_range(series, day)
             conn.execute(f"DELETE FROM {series.qualified} WHERE {series.bucket} >= %s AND {series.bucket} < %s",
                          (low, high))
             table = rows[series.name]

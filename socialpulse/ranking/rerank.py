@@ -60,11 +60,11 @@ def merge_candidates(sources: Mapping[str, Sequence[str]], limit: int) -> list[C
     lists = [(name, list(sources[name])) for name in order]
     depth = max((len(ids) for _, ids in lists), default=0)
     for i in range(depth):
+        if len(first) >= limit:
+            break
         for name, ids in lists:
-            if i < len(ids) and ids[i] not in first:
+            if len(first) < limit and i < len(ids) and ids[i] not in first:
                 first[ids[i]] = name
-                if len(first) >= limit:
-                    return [Candidate(post_id=p, source=s) for p, s in first.items()]
     return [Candidate(post_id=p, source=s) for p, s in first.items()]
 
 

@@ -75,7 +75,8 @@ def _series(pool, creator_id: str, begin: dt.datetime, stop: dt.datetime, granul
 async def creator_analytics(
     creator_id: CreatorId,
     pool: PgPoolDep,
-    granularity: Annotated[str, Query(pattern="^(hour|day)$", description="bucket size: hour or day")] = "day",
+    granularity: Annotated[str, Query(pattern=f"^({'|'.join(metrics.GRANULARITIES)})$",
+                                               description="bucket size: hour or day")] = "day",
     start: Annotated[str | None, Query(alias="from", description="window start (ISO date or date-time, UTC); "
                                        "default 48 h (hourly) or 28 days (daily) before to")] = None,
     end: Annotated[str | None, Query(alias="to", description="window end, exclusive; default the end of the "
