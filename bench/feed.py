@@ -348,6 +348,12 @@ def main(cfg: dict) -> dict:
             meta, secs = _timed(materialize, [feed_training_set], day)
             out["offline"]["training_set"][day.isoformat()] = {"s": secs, **meta["feed_training_set"]}
             _say(f"feed bench: training set {day}: {secs} s {meta['feed_training_set']}")
+        import gc
+
+        import pyarrow as pa
+
+        gc.collect()  # the steps above ran in this process: hand their freed Arrow buffers back before training
+        pa.default_memory_pool().release_unused()
         t0 = time.perf_counter()
         trained = train_and_register(s, log=_say)
         out["offline"]["ranker_total_s"] = round(time.perf_counter() - t0, 1)

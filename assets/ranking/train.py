@@ -79,6 +79,8 @@ def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date
     ids = emb["post_id"].to_pylist()
     row_of = {p: i for i, p in enumerate(ids)}
     matrix = to_matrix(emb["embedding"])
+    emb = emb.drop_columns(["embedding"])  # the matrix holds them now (1.5 GB each at a million posts)
+    pa.default_memory_pool().release_unused()
     interest, cold = _interest_as_of(settings, day - dt.timedelta(days=1))
     positives: dict[str, set[str]] = {}
     for u, p, g in zip(test["user_id"].to_pylist(), test["post_id"].to_pylist(), test["grade"].to_pylist()):

@@ -115,18 +115,29 @@ def candidate_recall(user_ids: Sequence[str], positives: Mapping[str, set[str]],
     return hit / total if total else 0.0
 
 
+#: values in one block of :func:`nearest_posts` (64M: 256 MB of similarities, 512 MB of indices)
+NEAREST_BLOCK = 1 << 26
+
+
 def nearest_posts(user_vectors: np.ndarray, post_matrix: np.ndarray, post_ids: Sequence[str], k: int) -> list[list[str]]:
     """Exact top-``k`` posts by dot product per user (the offline twin of the pgvector candidate source)."""
     if len(post_ids) == 0:
         return [[] for _ in range(len(user_vectors))]
-    k = min(k, len(post_ids))
+    n = len(post_ids)
+    k = min(k, n)
     ids = np.asarray(post_ids, dtype=object)
+    post_matrix = np.asarray(post_matrix, np.float32)
+    user_vectors = np.asarray(user_vectors, np.float32)
+    # users per batch: the batch's similarity block (float32) and argpartition's index block (int64) stay
+    # near NEAREST_BLOCK values each (512 users over a million posts held 2 GB of sims and 4 GB of indices)
+    batch = max(1, NEAREST_BLOCK // n)
     out: list[list[str]] = []
-    for start in range(0, len(user_vectors), 512):
-        sims = user_vectors[start:start + 512] @ post_matrix.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    for start in range(0, len(user_vectors), batch):
+        sims = user_vectors[start:start + batch] @ post_matrix.T
+        top = np.argpartition(sims, n - k, axis=1)[:, n - k:]
         for row, idx in zip(sims, top):
-            out.append(ids[idx[np.argsort(-row[idx])]].tolist())
+            out.append(ids[idx[np.argsort(-row[idx], kind="stable")]].tolist())
+        del sims, top
     return out
 
 
