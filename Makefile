@@ -15,7 +15,12 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 .PHONY: install demo test test-unit test-integration test-live lock services-up services-down clean bench
 
+# Debian's Chromium for the dashboard's browser test (playwright drives it; no browser is ever downloaded);
+# installed when make runs as root, else named (the platform itself runs without it)
 install: $(VENV)/.installed
+	@test -x /usr/bin/chromium || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "note: /usr/bin/chromium is missing; the dashboard's browser test needs it (as root: apt-get install chromium)"; fi; }
 
 $(VENV)/.installed: $(LOCK) requirements/nodeps.txt requirements/overrides.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

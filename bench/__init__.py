@@ -20,7 +20,7 @@ from socialpulse.runtime import OFFLINE_DEFAULTS
 from socialpulse.services.manager import isolated_env
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHES = ("build", "ingest", "moderation", "search", "trends", "soak", "feed")
+BENCHES = ("build", "ingest", "moderation", "search", "trends", "soak", "feed", "analytics")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -106,6 +106,21 @@ def run_in_subprocess(module: str, args: dict, progress) -> dict:
         if proc.wait() != 0 or last is None:
             raise RuntimeError(f"bench.{module} {args} failed with exit code {proc.returncode}")
         return json.loads(last)
+
+
+def run_main(main) -> None:
+    """A bench subprocess's entry point: ``main(config from argv)`` printed as the last line (JSON); on failure
+    the traceback, then exit 1 at once, and exit 0 at once on success (a library's leftover non-daemon thread
+    must not keep a finished run alive)."""
+    import traceback
+
+    try:
+        print(json.dumps(main(json.loads(sys.argv[1])), default=str), flush=True)
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    os._exit(0)
 
 
 def load_world(settings, cfg: dict, out: dict, progress) -> tuple:

@@ -1,8 +1,8 @@
 """Benchmark `build`: time to materialize the full asset graph for a synthetic world.
 
-Per scale: start the embedded services, load the synthetic world into bronze, then run the daily refresh
-job for every day (Spark features, Feast materialization, Postgres exports, hourly metrics, bronze
-checks) and the unpartitioned assets (users export, dbt build). Wall-clock seconds for each step.
+Per scale: start the embedded services, load the synthetic world into bronze, then run the unpartitioned
+assets (the users export) and the daily refresh job for every day (Spark features, Feast materialization,
+Postgres exports, metrics, the day's dbt build, bronze checks). Wall-clock seconds for each step.
 """
 
 from __future__ import annotations

@@ -25,12 +25,11 @@ import datetime as dt
 import json
 import random
 import statistics
-import sys
 import time
 
 import numpy as np
 
-from bench import load_world, pct
+from bench import load_world, pct, run_main
 from bench.platform import process_tree, service_pids
 
 METHOD = (
@@ -417,13 +416,4 @@ def main(cfg: dict) -> dict:
 
 
 if __name__ == "__main__":
-    import os
-    import traceback
-
-    try:
-        print(json.dumps(main(json.loads(sys.argv[1])), default=str), flush=True)
-    except BaseException:
-        traceback.print_exc()
-        sys.stderr.flush()
-        os._exit(1)  # a library's leftover non-daemon thread must not keep a failed run alive
-    os._exit(0)
+    run_main(main)

@@ -12,9 +12,11 @@ import click
 from bench import BENCHES
 from cli.common import day_range, fail, progress
 from cli.moderation import moderation
+from cli.notifications import notifications
 from cli.ranking import ranking
 from cli.search import search
 from cli.trends import trends
+from cli.warehouse import warehouse
 from socialpulse.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,8 +33,10 @@ def main() -> None:
 
 main.add_command(trends)
 main.add_command(moderation)
+main.add_command(notifications)
 main.add_command(search)
 main.add_command(ranking)
+main.add_command(warehouse)
 
 
 # --- services ----------------------------------------------------------------------------------
@@ -165,8 +169,8 @@ BENCH_NAMES = BENCHES
 @click.option("--scale", type=click.Choice(["dev", "small", "full"]), default="small", show_default=True,
               help="build: small = 10k users / 100k posts / 1M interactions, full adds 100k / 1M / 10M; "
               "ingest and moderation: small = a short run, full = longer runs and more items; trends and feed: small "
-              "= the 1M-interaction world, full = the 10M one; feed only: dev = a 2k-user run of a few minutes for "
-              "comparing changes")
+              "= the 1M-interaction world, full = the 10M one; analytics: small = the 1M-interaction world, full = the 10M "
+              "one; feed only: dev = a 2k-user run of a few minutes for comparing changes")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="results file (default bench/results/NAME.json)")
 @click.option("--minutes", type=click.IntRange(min=1), default=None,
               help="soak only: minutes of steady load [small: 2, full: 10]")
@@ -194,7 +198,8 @@ def bench_cmd(name: str, scale: str, out: Path | None, minutes: int | None, rate
 @main.command("demo")
 @click.option("--users", default=2_000, show_default=True, help="synthetic users")
 @click.option("--posts", default=20_000, show_default=True, help="synthetic posts")
-@click.option("--days", default=7, show_default=True, help="days of synthetic activity, ending yesterday (UTC)")
+@click.option("--days", default=9, show_default=True, help="days of synthetic activity, ending yesterday (UTC); "
+              "the virality model learns from posts whose 7-day window has closed, so it needs 8 or more")
 @click.option("--hatexplain", "hatexplain", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="HateXplain folder the text model trains on [default: the full vendored split, "
               "data/hatexplain; data/samples/hatexplain trains in seconds, for quick runs such as the live tests]")

@@ -13,13 +13,15 @@ import assets.content as content  # noqa: E402
 import assets.engagement as engagement  # noqa: E402
 import assets.ingest as ingest  # noqa: E402
 import assets.moderation as moderation  # noqa: E402
+import assets.notifications as notifications  # noqa: E402
 import assets.ranking as ranking  # noqa: E402
 import assets.trends as trends  # noqa: E402
+import assets.virality as virality  # noqa: E402
 import assets.warehouse as warehouse  # noqa: E402
 from orchestration.jobs import build_jobs_and_schedules  # noqa: E402
 from orchestration.resources import build_resources  # noqa: E402
 
-DOMAINS = (ingest, warehouse, engagement, moderation, content, trends, ranking)
+DOMAINS = (ingest, warehouse, engagement, moderation, content, trends, ranking, virality, notifications)
 
 
 def _collect(attr: str) -> list:

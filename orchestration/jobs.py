@@ -14,8 +14,9 @@ from socialpulse.settings import get_settings
 #: its sensor (new posts) and its own schedule, and its model is trained by text_model_job on demand;
 #: content's follow moderation (content_sensor) and a daily interest schedule (models load once per run);
 #: trends' run hourly (trends_job, one Spark session per run) after moderation and content; ranking's
-#: training set, ranker and serving state run on their own schedules (assets/ranking)
-OWN_JOB_GROUPS = frozenset({"moderation", "content", "trends", "ranking"})
+#: training set, ranker and serving state run on their own schedules (assets/ranking); virality's model is
+#: trained nightly and its predictions refreshed hourly (assets/virality)
+OWN_JOB_GROUPS = frozenset({"moderation", "content", "trends", "ranking", "virality"})
 
 
 def _shared(a) -> bool:
@@ -36,7 +37,8 @@ def build_jobs_and_schedules(asset_defs) -> tuple[list, list]:
     daily_refresh_job = dg.define_asset_job(
         "daily_refresh_job",
         selection=dg.AssetSelection.assets(*keys),
-        description="Rebuild one UTC day of every derived asset (features, Feast, Postgres exports, metrics).",
+        description="Rebuild one UTC day of every derived asset (features, Feast, Postgres exports, metrics, dbt "
+        "models: the incremental marts replace that day's rows).",
         tags=lane("refresh"),
     )
     unpartitioned = [
@@ -49,7 +51,8 @@ def build_jobs_and_schedules(asset_defs) -> tuple[list, list]:
     dimensions_job = dg.define_asset_job(
         "dimensions_refresh_job",
         selection=dg.AssetSelection.assets(*unpartitioned),
-        description="Refresh unpartitioned derived assets (dimension exports, dbt models).",
+        description="Refresh unpartitioned derived assets (dimension exports such as bronze.users, which the "
+        "day's dbt build joins).",
         tags=lane("refresh"),
     )
 
@@ -74,9 +77,10 @@ def build_jobs_and_schedules(asset_defs) -> tuple[list, list]:
             return dg.SkipReason(f"today's refresh run {active.run_id} is still {active.status.value.lower()}")
         return dg.RunRequest(partition_key=today, run_key=f"intraday-{context.scheduled_execution_time.isoformat()}")
 
+    # before the day's rebuild at 00:30, so the dbt marts join yesterday's new users
     dims_schedule = dg.ScheduleDefinition(
         name="dimensions_refresh_schedule",
-        cron_schedule="45 0 * * *",
+        cron_schedule="15 0 * * *",
         job=dimensions_job,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,

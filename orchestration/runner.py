@@ -79,7 +79,8 @@ def _run(defs, name: str, instance, summary: dict, progress, day: dt.date | None
 def materialize_all(
     settings: Settings, start: dt.date, end: dt.date, progress: Callable[[str], None] | None = None
 ) -> dict:
-    """Run the daily refresh job for every day in [start, end], then the unpartitioned assets."""
+    """Run the unpartitioned assets (dimensions such as bronze.users, which the day's dbt build joins), then the
+    daily refresh job for every day in [start, end]."""
     quiet_warnings()
     from orchestration.definitions import defs
 
@@ -87,9 +88,9 @@ def materialize_all(
     instance = _instance(settings)
     summary: dict = {"partitions": {}, "failed": []}
     t_all = time.perf_counter()
+    summary["dimensions"] = _run(defs, "dimensions_refresh_job", instance, summary, progress)
     for day in days_between(start, end):
         summary["partitions"][day.isoformat()] = _run(defs, "daily_refresh_job", instance, summary, progress, day)
-    summary["dimensions"] = _run(defs, "dimensions_refresh_job", instance, summary, progress)
     summary["seconds"] = round(time.perf_counter() - t_all, 2)
     return summary
 
@@ -168,6 +169,36 @@ def feed_all(settings: Settings, days: list[dt.date], *, progress: Callable[[str
     return summary
 
 
+def virality_all(settings: Settings, *, progress: Callable[[str], None] | None = None) -> dict:
+    """Train and gate the virality model on the posts whose 7-day window has closed (a world of fewer than 8
+    days has none: the run succeeds without a model), then score the posts younger than 48 hours."""
+    quiet_warnings()
+    from orchestration.definitions import defs
+
+    progress = progress or (lambda _m: None)
+    instance = _instance(settings)
+    summary: dict = {"failed": []}
+    summary["model"] = _run(defs, "virality_training_job", instance, summary, progress)
+    summary["predictions"] = _run(defs, "virality_predictions_job", instance, summary, progress)
+    return summary
+
+
+def warehouse_docs(settings: Settings, day: dt.date, *, progress: Callable[[str], None] | None = None) -> dict:
+    """Build the dbt models for ``day`` (dbt_job), then generate the dbt docs site the API serves."""
+    quiet_warnings()
+    from assets.warehouse.dbt_assets import generate_docs
+    from orchestration.definitions import defs
+
+    progress = progress or (lambda _m: None)
+    summary: dict = {"failed": []}
+    summary["dbt"] = _run(defs, "dbt_job", _instance(settings), summary, progress, day)
+    if not summary["failed"]:
+        t0 = time.perf_counter()
+        summary["docs"] = {"path": str(generate_docs(settings)), "seconds": round(time.perf_counter() - t0, 2)}
+        progress(f"dbt docs generated in {summary['docs']['seconds']}s")
+    return summary
+
+
 #: HateXplain splits the demo loads as posts to moderate. The text model trains on the whole vendored split
 #: (the reference table gets train, val and test, as production's ``text_model`` reads them), but only the
 #: test split (1,924 posts) becomes posts: `moderation report` then covers the split the model is reported
@@ -190,9 +221,19 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     from socialpulse.services.manager import services_up
     from socialpulse.synthetic import load_synthetic
 
-    echo("1/9 starting the embedded services")
+    steps = 11
+
+    def step(failure: str, key: str | None, result: dict) -> dict:
+        """Record a step's summary; a failed run stops the demo with the runs to look at."""
+        if result["failed"]:
+            raise RuntimeError(f"{failure} failed: {result['failed']} (see the runs in the Dagster UI)")
+        if key:
+            summary[key] = result
+        return result
+
+    echo(f"1/{steps} starting the embedded services")
     services_up(settings, echo=progress)
-    echo(f"2/9 loading a synthetic world ({users} users, {posts} posts, {days} days), HateXplain and the "
+    echo(f"2/{steps} loading a synthetic world ({users} users, {posts} posts, {days} days), HateXplain and the "
          "CrisisLex sample")
     today = dt.datetime.now(dt.timezone.utc).date()
     # the synthetic world ends yesterday: today's partition belongs to live API events, never replaced
@@ -201,45 +242,41 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     report_bronze_loaded(settings, loaded, "synthetic")
     report_bronze_loaded(settings, load_demo_hatexplain(settings, progress, hatexplain), "hatexplain")
     report_bronze_loaded(settings, load_crisislex(settings, CRISISLEX_SAMPLE, progress=progress), "crisislex")
-    echo(f"3/9 materializing every asset for {start} .. {today}")
-    summary = materialize_all(settings, start, today, progress=progress)
-    if summary["failed"]:
-        raise RuntimeError(f"materialization failed: {summary['failed']} (see the runs in the Dagster UI)")
-    echo("4/9 training the text moderation model on HateXplain (the production recipe) and moderating every post "
-         "(synthetic world and the HateXplain test split)")
+    echo(f"3/{steps} materializing every asset for {start} .. {today}")
+    summary = step("materialization", None, materialize_all(settings, start, today, progress=progress))
+    echo(f"4/{steps} training the text moderation model on HateXplain (the production recipe) and moderating every "
+         "post (synthetic world and the HateXplain test split)")
     hatexplain_days = sorted(HATEXPLAIN_DAYS[s] for s in DEMO_HATEXPLAIN_POSTS)
-    moderation = moderate_all(settings, hatexplain_days + days_between(start, today), progress=progress)
-    if moderation["failed"]:
-        raise RuntimeError(f"moderation failed: {moderation['failed']} (see the runs in the Dagster UI)")
-    summary["moderation"] = moderation
-    echo("5/9 embedding posts into the search index and computing user interest vectors")
+    step("moderation", "moderation",
+         moderate_all(settings, hatexplain_days + days_between(start, today), progress=progress))
+    echo(f"5/{steps} embedding posts into the search index and computing user interest vectors")
     world_days = days_between(start, today)
     # interests as of every day: the feed's training set reads each impression's interest as of the day before
-    content = index_all(settings, world_days, progress=progress)
-    if content["failed"]:
-        raise RuntimeError(f"indexing failed: {content['failed']} (see the runs in the Dagster UI)")
-    summary["content"] = content
-    echo("6/9 counting hashtags on Spark, scoring trends, grouping topics and hashtag statistics")
-    trends = trends_all(settings, world_days, progress=progress)
-    if trends["failed"]:
-        raise RuntimeError(f"trends failed: {trends['failed']} (see the runs in the Dagster UI)")
-    summary["trends"] = trends
-    echo("7/9 the For You feed: training set (Spark labels, Feast point in time), LambdaRank ranker (MLflow), "
+    step("indexing", "content", index_all(settings, world_days, progress=progress))
+    echo(f"6/{steps} counting hashtags on Spark, scoring trends, grouping topics and hashtag statistics")
+    step("trends", "trends", trends_all(settings, world_days, progress=progress))
+    echo(f"7/{steps} the For You feed: training set (Spark labels, Feast point in time), LambdaRank ranker (MLflow), "
          "serving state (Redis)")
-    feed = feed_all(settings, world_days[:-1], progress=progress)  # today has no impressions yet
-    if feed["failed"]:
-        raise RuntimeError(f"feed failed: {feed['failed']} (see the runs in the Dagster UI)")
-    summary["feed"] = feed
+    step("feed", "feed", feed_all(settings, world_days[:-1], progress=progress))  # today: no impressions yet
+    echo(f"8/{steps} the virality model (LightGBM beside the Szabo-Huberman baseline, MLflow) and its predictions "
+         "for posts younger than 48 h")
+    step("virality", "virality", virality_all(settings, progress=progress))
+    echo(f"9/{steps} the dbt marts for today (moderation outcomes now published) and the dbt docs site")
+    step("dbt", "warehouse", warehouse_docs(settings, today, progress=progress))
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if start_ui:
-        echo("8/9 starting the API, the Dagster UI and the live moderation worker")
+        echo(f"10/{steps} starting the API, the Dagster UI and the live moderation worker")
         services_up(settings, ["api", "dagster", "moderation"], echo=progress)
-    echo("9/9 ready")
+    echo(f"{steps}/{steps} ready")
     sample_post = _busiest_post(settings, today - dt.timedelta(days=1))
     lines = [
         "",
         f"  API            {api_url}/docs   (health: {api_url}/readyz)",
         f"  post stats     {api_url}/v1/posts/{sample_post}/stats" if sample_post else "",
+        f"  dashboard      {api_url}/creators/{creator}   (a creator's charts; JSON: "
+        f"{api_url}/v1/creators/{creator}/dashboard)" if (creator := _busiest_creator(settings, start, today)) else "",
+        f"  virality       {api_url}/v1/posts/{viral}/virality   (posts younger than 48 h, refreshed hourly)"
+        if (viral := _likeliest_viral_post(settings)) else "",
         f"  moderation     {api_url}/v1/posts/{flagged}/moderation   (review queue: psql, moderation.review_queue)"
         if (flagged := _flagged_post(settings)) else "",
         f"  search         {api_url}/v1/search?q=pasta+recipe   (similar: {api_url}/v1/posts/{sample_post}/similar)"
@@ -249,12 +286,43 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
         "with {\"text\": \"...\"})",
         f"  Dagster UI     http://127.0.0.1:{settings.dagster_port}",
         f"  MLflow UI      {settings.mlflow}",
-        f"  Postgres       psql {settings.postgres}   (schemas bronze, metrics, moderation, search, trends, staging, marts)",
+        f"  Postgres       psql {settings.postgres}   (schemas bronze, metrics, moderation, search, trends, staging, intermediate, marts)",
         f"  Delta lake     {settings.lake}",
+        f"  dbt docs       {api_url}/analytics/dbt-docs/   (marts: README, For analysts)",
         "  stop           socialpulse services down",
     ]
     echo("\n".join(line for line in lines if line))
     return summary
+
+
+def _busiest_creator(settings: Settings, start: dt.date, today: dt.date) -> str | None:
+    """The creator with the most views in the demo's world (the demo's dashboard link)."""
+    import psycopg
+
+    from socialpulse import metrics
+
+    try:
+        with psycopg.connect(settings.postgres, connect_timeout=5) as conn:
+            return metrics.busiest_creator(conn, start, today + dt.timedelta(days=1))
+    except (psycopg.Error, metrics.MetricsNotBuilt):
+        return None
+
+
+def _likeliest_viral_post(settings: Settings) -> str | None:
+    """The young post the virality champion rates highest (the demo's virality link)."""
+    import psycopg
+
+    from socialpulse.stores.postgres import relation_exists
+    from socialpulse.virality import TABLE
+
+    try:
+        with psycopg.connect(settings.postgres, connect_timeout=5) as conn:
+            if not relation_exists(conn, TABLE):
+                return None
+            row = conn.execute(f"SELECT post_id FROM {TABLE} ORDER BY probability DESC LIMIT 1").fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row else None
 
 
 def _feed_user(settings: Settings) -> str:

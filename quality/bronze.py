@@ -8,6 +8,7 @@ equal to the UTC day of ``created_at``. GX runs in an ephemeral, offline, quiet 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from socialpulse.contracts import BRONZE  # noqa: E402
+from socialpulse.contracts import BRONZE, MIN_USER_AGE, OLDEST_BIRTH_YEAR  # noqa: E402
 from socialpulse.tags import MAX_TAG_CHARS, TAG_CHAR_CLASS  # noqa: E402
 
 #: longest credible watch time of one view, seconds
@@ -77,6 +78,10 @@ def _expectations(table_name: str) -> list:
             expect(between, f"duration_s between 0 and {MAX_DURATION_S}",
                    column="duration_s", min_value=0, max_value=MAX_DURATION_S)
         )
+    if "birth_year" in names:  # optional; where given, the ingest API's rule
+        latest = dt.datetime.now(dt.timezone.utc).year - MIN_USER_AGE
+        out.append(expect(between, f"birth_year between {OLDEST_BIRTH_YEAR} and {latest}", column="birth_year",
+                          min_value=OLDEST_BIRTH_YEAR, max_value=latest))
     if "size_bytes" in names:
         out.append(expect(between, "size_bytes >= 0", column="size_bytes", min_value=0))
     if "sha256" in names:

@@ -9,7 +9,7 @@ from assets.common import bronze_key
 from orchestration.resources import SettingsResource
 from quality.bronze import validate_bronze
 from socialpulse.contracts import BRONZE
-from socialpulse.lake import open_table, table_uri
+from socialpulse.lake import open_table, table_uri, with_missing_columns
 from socialpulse.settings import Settings
 
 #: bronze tables with a suite (the dead-letter table holds rejected records by design)
@@ -36,7 +36,8 @@ def read_recent(
             return contract.schema.empty_table(), []
         partitions = [(column, "in", recent)]
     dataset = delta.to_pyarrow_dataset(partitions=partitions)
-    return dataset.head(max_rows, columns=contract.schema.names), recent
+    present = [n for n in contract.schema.names if n in dataset.schema.names]
+    return with_missing_columns(contract, dataset.head(max_rows, columns=present)), recent
 
 
 def _bronze_check(table: str) -> dg.AssetChecksDefinition:

@@ -8,9 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.staticfiles import StaticFiles
 
 import socialpulse
 from serving.api import api_router
+from serving.api.routes.dashboard import STATIC_DIR
+from serving.dbt_docs import DBT_DOCS_PATH, DbtDocs
 from serving.deps import Stores
 from serving.errors import install_error_handlers
 from socialpulse.runtime import prepare_process
@@ -68,6 +71,8 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")  # the creator dashboard's files
+    app.mount(DBT_DOCS_PATH, DbtDocs(settings.dbt_docs), name="dbt-docs")  # the analysts' dbt docs site
     return app
 
 

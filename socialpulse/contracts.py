@@ -22,6 +22,9 @@ USER_EVENT_TYPES = ("follow", "unfollow", "block")
 EVENT_TYPES = POST_EVENT_TYPES + USER_EVENT_TYPES
 #: the user events that change the follow graph (bronze follows)
 FOLLOW_ACTIONS = ("follow", "unfollow")
+#: the youngest a user may be (a birth year after this year minus it is refused), and the earliest birth year
+MIN_USER_AGE = 13
+OLDEST_BIRTH_YEAR = 1900
 
 
 class ContractError(ValueError):
@@ -63,6 +66,9 @@ USERS = TableContract(
         _f("language", pa.string(), True),
         _f("is_creator", pa.bool_()),
         _f("created_at", TS),
+        # self-declared at sign-up, optional; the audience's age bands come from it (added after the first
+        # tables were written: lake.ensure_table adds it to an existing table, its old rows read as null)
+        _f("birth_year", pa.int16(), True),
     ),
 )
 
@@ -207,7 +213,10 @@ def conform(contract: TableContract, table: pa.Table | list[dict]) -> pa.Table:
     values.
     """
     if isinstance(table, list):
-        table = pa.Table.from_pylist(table) if table else contract.schema.empty_table()
+        # every key of every row (from_pylist takes the first row's keys only: an optional field the first row
+        # leaves out, such as a user's birth_year, would vanish from the rows that carry it)
+        names = list(dict.fromkeys(k for row in table for k in row))
+        table = pa.table({n: [row.get(n) for row in table] for n in names}) if table else contract.schema.empty_table()
     extra = set(table.column_names) - set(contract.schema.names)
     if extra:
         raise ContractError(f"{contract.name}: unknown columns {sorted(extra)}")

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import redis as redis_lib
 
-from socialpulse import lake
+from socialpulse import lake, notifications
 from socialpulse.contracts import BRONZE, DEAD_LETTER, ContractError, conform, utc_day
 from socialpulse.ingest import STREAM_TABLES, STREAMS, payload_rows
 from socialpulse.settings import Settings, get_settings
@@ -220,7 +220,17 @@ class _Committed:
         return self.cache[table]
 
 
-def _drain_batch(settings, redis_client, stream, entries, committed: _Committed, result: DrainResult) -> None:
+def _notify_follows(settings: Settings, feed: "notifications.LiveFeed | None", rows: pa.Table) -> None:
+    """New follower notifications for follows about to land: enqueued before the Delta commit, so a crash
+    after it cannot lose them (a re-drained batch enqueues again; the outbox's dedupe key keeps one)."""
+    if feed is None or rows.num_rows == 0:
+        return
+    now = dt.datetime.now(dt.timezone.utc)
+    feed.enqueue(notifications.follow_items(rows.to_pylist(), now, dt.timedelta(hours=settings.notifications_max_age_h)))
+
+
+def _drain_batch(settings, redis_client, stream, entries, committed: _Committed, result: DrainResult,
+                 feed: "notifications.LiveFeed | None" = None) -> None:
     # an entry deleted while pending comes back without fields: nothing to land, only acknowledge it
     records = [_parse(stream, eid, fields) for eid, fields in entries if fields is not None]
     batch_version = max(entry_version(eid) for eid, _ in entries)
@@ -239,6 +249,8 @@ def _drain_batch(settings, redis_client, stream, entries, committed: _Committed,
             continue
         if not all(keep):
             data = data.filter(pa.array(keep))
+        if table == "follows":
+            _notify_follows(settings, feed, data)
         n = lake.append(BRONZE[table], data, settings=settings, app_id=app_id(stream, table), version=batch_version)
         committed.cache[table] = batch_version
         result.rows[table] = result.rows.get(table, 0) + n
@@ -296,6 +308,8 @@ def drain_stream(
         raise DrainBusy(f"another drain is working {stream} (lock drain:lock:{stream}){waited}; try again later")
     result = DrainResult()
     committed = _Committed(settings, stream)
+    # new follower notifications (a Postgres that cannot be reached never fails or slows the drain)
+    feed = notifications.LiveFeed(settings.postgres) if "follows" in STREAM_TABLES[stream] else None
     processed = 0
     try:
         claimed = _claim_pending(redis_client, stream, consumer)
@@ -309,9 +323,11 @@ def drain_stream(
                 if not entries:
                     break
                 lock.reacquire()  # still ours: no other drain can have committed in between
-                _drain_batch(settings, redis_client, stream, entries, committed, result)
+                _drain_batch(settings, redis_client, stream, entries, committed, result, feed)
                 processed += len(entries)
     finally:
+        if feed is not None:
+            feed.close()
         try:
             lock.release()
         except redis_lib.exceptions.LockError:

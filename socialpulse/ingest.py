@@ -25,19 +25,30 @@ from pydantic import (
     model_validator,
 )
 
-from socialpulse.contracts import FOLLOW_ACTIONS, POST_EVENT_TYPES, USER_EVENT_TYPES, ContractError, utc_day
+from socialpulse.contracts import (
+    FOLLOW_ACTIONS,
+    MIN_USER_AGE,
+    OLDEST_BIRTH_YEAR,
+    POST_EVENT_TYPES,
+    USER_EVENT_TYPES,
+    ContractError,
+    utc_day,
+)
 from socialpulse.tags import canonical_tags
 
 EVENTS_STREAM = "ingest:events"
 POSTS_STREAM = "ingest:posts"
+#: sign-ups and profile changes (bronze users is append-only: the latest row per user_id wins)
+USERS_STREAM = "ingest:users"
 #: what the feed served (written by the serving tier itself, drained like every other stream)
 IMPRESSIONS_STREAM = "ingest:impressions"
-STREAMS = (EVENTS_STREAM, POSTS_STREAM, IMPRESSIONS_STREAM)
+STREAMS = (EVENTS_STREAM, POSTS_STREAM, IMPRESSIONS_STREAM, USERS_STREAM)
 #: bronze tables each stream feeds, in the order the drain commits them
 STREAM_TABLES: dict[str, tuple[str, ...]] = {
     EVENTS_STREAM: ("interactions", "comments", "follows"),
     POSTS_STREAM: ("posts", "media"),
     IMPRESSIONS_STREAM: ("impressions",),
+    USERS_STREAM: ("users",),
 }
 SEEN_PREFIX = "ingest:seen:"
 
@@ -51,6 +62,8 @@ MAX_COMMENT_CHARS = 2000
 MAX_CAPTION_CHARS = 2200
 MAX_HASHTAGS = 30
 MAX_DURATION_S = 600.0
+#: a language tag (``en``, ``pt-BR``), as posts and users carry it
+Language = Annotated[str, StringConstraints(max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")]
 
 POST_EVENTS = POST_EVENT_TYPES
 USER_EVENTS = USER_EVENT_TYPES
@@ -150,9 +163,7 @@ class PostIn(_Record):
     caption: Annotated[str, StringConstraints(max_length=MAX_CAPTION_CHARS)] | None = None
     hashtags: list[str] = Field(default_factory=list, max_length=MAX_HASHTAGS)
     duration_s: Annotated[float, Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)] | None = None
-    language: Annotated[
-        str, StringConstraints(max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
-    ] | None = None
+    language: Language | None = None
     created_at: AwareDatetime = Field(default_factory=utc_now, description="defaults to server time")
 
     @field_validator("hashtags")
@@ -176,6 +187,39 @@ class PostIn(_Record):
         if self.kind == "text" and not (self.caption or "").strip():
             raise ValueError("caption is required for text posts")
         return self
+
+
+class UserIn(_Record):
+    """A sign-up or a profile change; the latest row per ``user_id`` (by ``created_at``) is the user."""
+
+    user_id: Id
+    handle: Annotated[str, StringConstraints(min_length=1, max_length=30, pattern=r"^[A-Za-z0-9_.]+$")]
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
+        default=None, description="ISO 3166-1 alpha-2 code, e.g. US")
+    language: Language | None = None
+    is_creator: bool = False
+    birth_year: int | None = Field(default=None, description=f"optional; {OLDEST_BIRTH_YEAR} to this year minus "
+                                   f"{MIN_USER_AGE} (users are at least {MIN_USER_AGE})")
+    created_at: AwareDatetime = Field(default_factory=utc_now, description="defaults to server time")
+
+    @field_validator("birth_year")
+    @classmethod
+    def _plausible_birth_year(cls, year: int | None) -> int | None:
+        latest = utc_now().year - MIN_USER_AGE
+        if year is not None and not OLDEST_BIRTH_YEAR <= year <= latest:
+            raise ValueError(f"birth_year must be between {OLDEST_BIRTH_YEAR} and {latest} (users must be at least "
+                             f"{MIN_USER_AGE}), got {year}")
+        return year
+
+    @field_validator("created_at")
+    @classmethod
+    def _created_at_not_future(cls, value: dt.datetime) -> dt.datetime:
+        return _check_not_future(value)
+
+    @property
+    def record_id(self) -> str:
+        """What a retry repeats: the user and the time of the change (a later change of the same user is new)."""
+        return f"{self.user_id}@{self.created_at.isoformat()}"
 
 
 class MediaObject(BaseModel):
@@ -324,6 +368,13 @@ def impression_rows(impression: ImpressionIn | Mapping[str, Any]) -> dict[str, l
     return {"impressions": [{**row, "served_at": served_at, "event_date": utc_day(served_at)}]}
 
 
+def user_rows(user: UserIn | Mapping[str, Any]) -> dict[str, list[dict]]:
+    """The bronze users row of a sign-up or profile change."""
+    u = _as_dict(user)
+    row = {k: u.get(k) for k in ("user_id", "handle", "country", "language", "is_creator", "birth_year")}
+    return {"users": [{**row, "created_at": _timestamp(u.get("created_at"), "users")}]}
+
+
 def post_payload(post: PostIn, media: MediaObject | None) -> str:
     """The stream payload of a post: the validated record plus its media object (or null)."""
     body = post.model_dump(mode="json")
@@ -341,6 +392,8 @@ def payload_rows(stream: str, payload: Mapping[str, Any]) -> dict[str, list[dict
         return post_rows(payload, payload.get("media"))
     if stream == IMPRESSIONS_STREAM:
         return impression_rows(payload)
+    if stream == USERS_STREAM:
+        return user_rows(payload)
     raise ValueError(f"unknown ingest stream {stream!r}; known: {list(STREAMS)}")
 
 
@@ -404,3 +457,8 @@ def impression_items(records: Sequence[ImpressionIn]) -> list[tuple[str, str]]:
 def enqueue_post(redis, post: PostIn, media: MediaObject | None, ttl: int) -> bool:
     """Enqueue a validated post (with its stored media) on ``ingest:posts``; False if it was a duplicate."""
     return enqueue(redis, POSTS_STREAM, [(post.post_id, post_payload(post, media))], ttl)[0]
+
+
+def enqueue_user(redis, user: UserIn, ttl: int) -> bool:
+    """Enqueue a validated user row on ``ingest:users``; False if this change was already queued."""
+    return enqueue(redis, USERS_STREAM, [(user.record_id, user.model_dump_json(exclude_none=True))], ttl)[0]

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
+from deltalake.schema import Field
 
-from socialpulse.contracts import BRONZE, TableContract, conform
+from socialpulse.contracts import BRONZE, ContractError, TableContract, conform
 from socialpulse.settings import Settings, get_settings
 
 
@@ -29,17 +30,27 @@ def open_table(uri: str) -> DeltaTable | None:
 
 
 def ensure_table(contract: TableContract, settings: Settings | None = None) -> DeltaTable:
-    """Create the (empty) Delta table of a contract if it does not exist yet; return it."""
+    """Create the (empty) Delta table of a contract if it does not exist yet, or add the nullable columns the
+    contract gained since the table was made (its older rows read them as null); return it."""
     uri = table_uri(contract, settings)
     dt_ = open_table(uri)
     if dt_ is None:
-        dt_ = DeltaTable.create(
+        return DeltaTable.create(
             uri,
             schema=contract.schema,
             partition_by=list(contract.partition_by) or None,
             mode="ignore",
             description=contract.description,
         )
+    existing = set(dt_.schema().to_arrow().names)
+    missing = [f for f in contract.schema if f.name not in existing]
+    if missing:
+        required = [f.name for f in missing if not f.nullable]
+        if required:
+            raise ContractError(f"{contract.name}: the Delta table lacks required column(s) {required}; only "
+                                "nullable columns can be added to an existing table")
+        dt_.alter.add_columns([Field.from_arrow(f) for f in missing])
+        dt_ = DeltaTable(uri)
     return dt_
 
 
@@ -115,6 +126,7 @@ def replace_partitions(
 def overwrite(contract: TableContract, rows: pa.Table | list[dict], *, settings: Settings | None = None) -> int:
     """Replace the whole table (used for unpartitioned dimension loads)."""
     table = conform(contract, rows)
+    ensure_table(contract, settings)
     write_deltalake(
         table_uri(contract, settings),
         table,
@@ -122,6 +134,16 @@ def overwrite(contract: TableContract, rows: pa.Table | list[dict], *, settings:
         partition_by=list(contract.partition_by) or None,
     )
     return table.num_rows
+
+
+def with_missing_columns(contract: TableContract, data: pa.Table) -> pa.Table:
+    """Rows read from a table written before its contract gained a nullable column, in the contract's column
+    order with that column as nulls (``ensure_table`` adds it at the next write). A missing required column
+    stays missing, for the caller to refuse; nothing is cast or validated."""
+    for f in contract.schema:
+        if f.nullable and f.name not in data.column_names:
+            data = data.append_column(pa.field(f.name, f.type), pa.nulls(data.num_rows, f.type))
+    return data.select([n for n in contract.schema.names if n in data.column_names])
 
 
 def read(contract_or_uri: TableContract | str, *, settings: Settings | None = None, columns=None, filters=None) -> pa.Table:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +118,89 @@ def cached_download(tracking_uri: str, uri: str, cache_dir: Path, key: str, load
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return load(target)
+
+
+def pinned_requirements(dists: Iterable[str]) -> list[str]:
+    """``dist==installed version`` for each distribution (bare name when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in dists:
+        try:
+            out.append(f"{dist}=={version(dist).split('+')[0]}")
+        except PackageNotFoundError:
+            out.append(dist)
+    return out
+
+
+def tag_float(mv, tag: str) -> float | None:
+    """A numeric tag of a model version (None when absent or not a number)."""
+    value = (mv.tags or {}).get(tag)
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def champion_summary(tracking_uri: str, name: str, gate_tag: str) -> dict | None:
+    """``{version, model_version, gate, run_id}`` of ``name``'s champion, or None when there is none yet."""
+    from mlflow import MlflowClient
+
+    with tracking(tracking_uri):
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        mv = champion_version(client, name)
+        if mv is None:
+            return None
+        return {"version": str(mv.version), "model_version": (mv.tags or {}).get("model_version"),
+                "gate": tag_float(mv, gate_tag), "run_id": mv.run_id}
+
+
+def log_register_gate(tracking_uri: str, *, name: str, experiment: str, model_version: str, folder: Path,
+                      artifact: str, python_model, requirements: Sequence[str], evaluation: Mapping[str, Any],
+                      params: Mapping[str, Any], gate: float, gate_tag: str, champion_gate: float | None = None,
+                      force: bool = False) -> dict:
+    """Log a run (params, every numeric leaf of ``evaluation`` as a metric, the evaluation as JSON, the saved
+    model ``folder`` as a pyfunc artifact), register it as a version of ``name`` tagged with its ``gate``
+    value, and move ``champion`` to it when it beats the champion strictly: ``champion_gate`` is the
+    champion re-scored on this run's held-out split; without it, the champion's own recorded gate. No
+    champion, or ``force``, promotes. Returns ``{run_id, version, promoted, champion_version, gate,
+    previous_gate}``."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    with tracking(tracking_uri):
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        mlflow.set_experiment(experiment)
+        with mlflow.start_run(run_name=model_version) as run:
+            mlflow.set_tags({"model_version": model_version})
+            mlflow.log_params(param_values({**params, "model_version": model_version}))
+            mlflow.log_metrics({k.replace("@", "_at_").replace("%", "pct"): v
+                                for k, v in metric_values("", evaluation).items()})
+            mlflow.log_dict(dict(evaluation), "evaluation.json")
+            info = mlflow.pyfunc.log_model(name="model", python_model=python_model, artifacts={artifact: str(folder)},
+                                           pip_requirements=list(requirements))
+        mv = mlflow.register_model(info.model_uri, name, tags={"model_version": model_version, gate_tag: repr(float(gate))})
+        current = champion_version(client, name)
+        previous = None
+        if current is not None:
+            previous = float(champion_gate) if champion_gate is not None else tag_float(current, gate_tag)
+        promoted = force or current is None or previous is None or float(gate) > previous
+        if promoted:
+            client.set_registered_model_alias(name, ALIAS, str(mv.version))
+        return {"run_id": run.info.run_id, "version": str(mv.version), "promoted": promoted,
+                "champion_version": str(mv.version) if promoted else str(current.version),
+                "gate": float(gate), "previous_gate": previous}
+
+
+def champion_or_none(load: Callable[[], Any], log: Callable[[str], None], what: str) -> Any | None:
+    """The champion to re-score on a training run's held-out split (the gate compares like with like), or None:
+    none registered yet, or one of another feature layout (the gate then uses its recorded value). An
+    unreachable registry raises :class:`RegistryUnavailable`."""
+    try:
+        return load()
+    except LookupError:
+        return None
+    except ValueError as exc:
+        log(f"{what}: the champion cannot score this split ({exc}); gating on its recorded value")
+        return None
+

@@ -13,6 +13,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: the probability at which a virality prediction reads "likely viral" (the API's flag, the author's notification)
+LIKELY_VIRAL = 0.5
+
 MiB = 1024 * 1024
 
 
@@ -50,6 +53,8 @@ class Settings(BaseSettings):
                     "held the whole index but, beside the 18 GB the full-scale ranker training took, the 24 GB "
                     "machine ran out of memory. Memory is touched only as used")
     partitions_start: str = Field(default="2026-01-01", description="first UTC day of the daily partitions")
+    dbt_docs_dir: Path | None = Field(default=None, description="where `dbt docs generate` writes the dbt docs "
+                                      "site the API serves at /analytics/dbt-docs/ (default: $HOME/dbt-docs)")
     max_upload_bytes: int = 150 * MiB
     max_event_batch: int = 1000
     drain_batch_size: int = 5000
@@ -65,6 +70,22 @@ class Settings(BaseSettings):
                                  "lists, packed post features, per-user state) is rebuilt into Redis")
     feed_training_days: int = Field(default=14, ge=3, description="days of impressions the ranker trains on "
                                     "(the last is held out as the test split, the one before as validation)")
+    # notifications (socialpulse/notifications.py)
+    notifications_provider: Literal["recording", "webpush"] = Field(
+        default="recording", description="how notifications are pushed: recording (the embedded default: recorded "
+        "in Postgres notifications.deliveries) or webpush (Web Push with VAPID through pywebpush)")
+    webpush_vapid_private_key: str | None = Field(default=None, description="the VAPID private key (a PEM file's "
+                                                  "path, or the base64url DER/raw key) the webpush provider signs with")
+    webpush_vapid_subject: str = Field(default="mailto:notifications@socialpulse.invalid", pattern=r"^(mailto:|https://)",
+                                       description="the VAPID 'sub' claim: a contact for push services")
+    notifications_viral_probability: float = Field(default=LIKELY_VIRAL, ge=0, le=1, description="a post is 'predicted to go "
+                                                   "viral' (and its author told) at this virality probability")
+    notifications_digest_window_s: int = Field(default=3600, ge=60, description="a digest batches one window of a "
+                                               "user's new followers (for users who chose digests)")
+    notifications_max_age_h: int = Field(default=48, ge=1, description="facts older than this are not notified "
+                                         "(a backfill never floods anyone)")
+    notifications_interval_s: int = Field(default=30, ge=1, description="seconds between ticks of the "
+                                          "notification delivery sensor")
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
@@ -79,6 +100,11 @@ class Settings(BaseSettings):
                     "SOCIALPULSE_ENV=production refuses embedded defaults; set "
                     + ", ".join("SOCIALPULSE_" + m.upper() for m in missing)
                 )
+            if self.notifications_provider == "recording":
+                raise ValueError("SOCIALPULSE_ENV=production refuses the recording notification provider; set "
+                                 "SOCIALPULSE_NOTIFICATIONS_PROVIDER=webpush and SOCIALPULSE_WEBPUSH_VAPID_PRIVATE_KEY")
+        if self.notifications_provider == "webpush" and not self.webpush_vapid_private_key:
+            raise ValueError("SOCIALPULSE_NOTIFICATIONS_PROVIDER=webpush needs SOCIALPULSE_WEBPUSH_VAPID_PRIVATE_KEY")
         return self
 
     # --- resolved locations -------------------------------------------------------------------
@@ -118,6 +144,10 @@ class Settings(BaseSettings):
     def model_cache(self) -> Path:
         """Where serving keeps downloaded registry models (one folder per registered version)."""
         return self.home_abs / "models"
+
+    @property
+    def dbt_docs(self) -> Path:
+        return (self.dbt_docs_dir or self.home / "dbt-docs").expanduser().resolve()
 
     @property
     def feast_repo_state(self) -> Path:

@@ -12,11 +12,18 @@ truth under the lake's ``meta`` layer:
 * A few burst hashtags whose post volume jumps x5-10 on known days (``meta/synthetic_bursts``).
 * ~3% toxic posts whose captions are HateXplain hatespeech/offensive texts from the vendored sample
   (``meta/synthetic_posts`` holds is_toxic / toxic_label per post).
+* Virality that is learnable but not trivial: a post's reach weight is its creator's popularity (creator
+  history) x a lognormal draw (seen in its first hours' views) x its content's appeal (kind and, for
+  videos, length: :data:`KIND_APPEAL`); from the day after it was made the feed multiplies it by a lift,
+  ``exp(AMPLIFY * (quality - 0.4) + N(0, LIFT_NOISE))``: the algorithm amplifies posts that hold viewers,
+  and quality shows early only through noisy completion and like rates, so early views alone miss the
+  lift and the rest stays noise (``meta/synthetic_posts`` holds appeal and lift per post).
 
 Generation is pure and vectorised (numpy + Arrow) and runs one UTC day at a time, so memory stays bounded
 by one day of events plus a few numeric arrays per post. The same ``WorldConfig`` always gives
 byte-identical rows: the world uses ``default_rng([seed, 0])`` and day ``d`` uses
-``default_rng([seed, 1, d])`` (posts) and ``default_rng([seed, 2, d])`` (interactions).
+``default_rng([seed, 1, d])`` (posts) and ``default_rng([seed, 2, d])`` (interactions); users' birth years
+use ``default_rng([seed, 3])``.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from socialpulse.contracts import COMMENTS, FOLLOWS, IMPRESSIONS, INTERACTIONS, MEDIA, POSTS, TS, USERS, TableContract
+from socialpulse.contracts import (
+    COMMENTS, FOLLOWS, IMPRESSIONS, INTERACTIONS, MEDIA, MIN_USER_AGE, POSTS, TS, USERS, TableContract,
+)
 
 # --- vocabulary -------------------------------------------------------------------------------------
 
@@ -126,6 +135,11 @@ NONCREATOR_QUALITY = 0.2  # posts by ordinary users: lower quality than the aver
 EXPLORE_SHARE = 0.25  # views drawn from the global feed; own-cluster share = 0.75 + 0.25 * cluster share
 RECENCY_TAU_DAYS = 2.0  # feed weight decays as exp(-age / tau)
 FOLLOW_SHARE, UNFOLLOW_SHARE = 0.025, 0.005  # of each day's interaction budget
+KIND_APPEAL = (1.25, 1.0, 0.6)  # reach weight of a video / image / text post (contracts.POST_KINDS order)
+SHORT_VIDEO_APPEAL = 0.3  # a 15 s video x1.15, a 60 s one x0.85: shorter clips are finished and replayed more
+AMPLIFY, LIFT_NOISE = 2.0, 0.6  # the feed's lift from day 1 on: exp(AMPLIFY * (quality - 0.4) + N(0, LIFT_NOISE))
+MAX_AGE = 65  # the oldest synthetic user (the youngest: contracts.MIN_USER_AGE)
+BIRTH_YEAR_UNDECLARED = 0.08  # share of users without a birth year (it is optional at sign-up)
 SECOND_US = 1_000_000
 DAY_US = 86_400 * SECOND_US
 
@@ -270,6 +284,15 @@ def _fill(template: str, words: tuple[str, ...], rng: np.random.Generator) -> st
     return template.format(a=a, b=b, c=c, n=int(rng.integers(2, 100)))
 
 
+def _birth_years(rng: np.random.Generator, n: int, start: dt.date) -> pa.Array:
+    """Users' birth years: ages 13-65 at the world's start, skewed young as a short-video audience is (mode
+    about 19, median about 23); :data:`BIRTH_YEAR_UNDECLARED` of users leave it empty. A generator of its own,
+    so adding ages shifts no other draw of the world."""
+    age = np.minimum(MIN_USER_AGE + rng.gamma(2.0, 6.0, n), MAX_AGE).astype(np.int16)
+    undeclared = rng.random(n) < BIRTH_YEAR_UNDECLARED
+    return pa.array(np.int16(start.year) - age, pa.int16(), mask=undeclared)
+
+
 def build_world(cfg: WorldConfig) -> World:
     """Draw everything that does not depend on the day: users, creators, pools, bursts (pure)."""
     rng = np.random.default_rng([cfg.seed, 0])
@@ -307,6 +330,7 @@ def build_world(cfg: WorldConfig) -> World:
             "language": pa.array(np.asarray(LANGUAGES)[rng.choice(len(LANGUAGES), n, p=LANGUAGE_P)]),
             "is_creator": pa.array(is_creator),
             "created_at": _ts(start_us - rng.integers(1, 365 * DAY_US, n)),  # all registered before day 0
+            "birth_year": _birth_years(np.random.default_rng([cfg.seed, 3]), n, cfg.start),
         }
     )
 
@@ -380,6 +404,7 @@ class _PostState:
     duration: np.ndarray
     author: np.ndarray
     quality: np.ndarray
+    lift: np.ndarray
     n: int = 0
 
     @classmethod
@@ -387,7 +412,7 @@ class _PostState:
         return cls(
             cluster=np.zeros(total, np.int16), weight=np.zeros(total), day=np.zeros(total, np.int32),
             ts=np.zeros(total, np.int64), kind=np.zeros(total, np.int8), duration=np.zeros(total, np.float32),
-            author=np.zeros(total, np.int64), quality=np.zeros(total),
+            author=np.zeros(total, np.int64), quality=np.zeros(total), lift=np.ones(total),
         )
 
 
@@ -419,6 +444,8 @@ def _posts_day(world: World, state: _PostState, d: int) -> tuple[dict[str, pa.Ta
     kind = _pick(rng, np.cumsum(KIND_P), n).astype(np.int8)
     duration = np.where(kind == 0, np.round(rng.uniform(15.0, 60.0, n), 1), np.nan).astype(np.float32)
     ts = _times_in_day(rng, day, n)
+    appeal, lift = _virality(np.random.default_rng([cfg.seed, 4, d]), kind, duration, quality)
+    weight = weight * appeal
 
     # hashtags: 1-4 cluster tags with a Zipf-like popularity, 20% a generic tag, plus burst slots
     zipf = np.cumsum(1.0 / np.arange(1, tpc + 1) ** 0.8)
@@ -526,6 +553,8 @@ def _posts_day(world: World, state: _PostState, d: int) -> tuple[dict[str, pa.Ta
             "hatexplain_post_id": pa.array(np.where(toxic, tox_src, np.where(hx_normal, norm_src, None)), pa.string()),
             "burst_hashtag": pa.array(burst_tag, pa.string()),
             "quality": pa.array(quality),
+            "appeal": pa.array(appeal),
+            "lift": pa.array(lift),
             "event_date": _dates(day, n),
         }
     )
@@ -533,8 +562,20 @@ def _posts_day(world: World, state: _PostState, d: int) -> tuple[dict[str, pa.Ta
     sl = slice(state.n, state.n + n)
     state.cluster[sl], state.weight[sl], state.day[sl], state.ts[sl] = cluster, weight, d, ts
     state.kind[sl], state.duration[sl], state.author[sl], state.quality[sl] = kind, duration, author, quality
+    state.lift[sl] = lift
     state.n += n
     return {"posts": posts, "media": media}, truth, burst_counts
+
+
+def _virality(rng: np.random.Generator, kind: np.ndarray, duration: np.ndarray,
+              quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each post's content appeal (a reach multiplier from the start) and its later lift (from the day after
+    it was made), drawn from their own generator so the rest of the world's draws stay as they were."""
+    appeal = np.asarray(KIND_APPEAL)[kind]
+    length = np.clip((np.nan_to_num(duration.astype(np.float64), nan=15.0) - 15.0) / 45.0, 0.0, 1.0)
+    appeal = np.where(kind == 0, appeal * (1.0 + SHORT_VIDEO_APPEAL * (0.5 - length)), appeal)
+    lift = np.exp(AMPLIFY * (quality - 0.4) + rng.normal(0.0, LIFT_NOISE, len(kind)))
+    return appeal, lift
 
 
 # --- one day: interactions ---------------------------------------------------------------------------
@@ -565,7 +606,8 @@ def _interactions_day(world: World, posts: _PostState, follows: _FollowState, d:
     m = n_post_events
     viewer = _pick(rng, act_cum, m)
     vc = world.user_cluster[viewer]
-    w = posts.weight[:p_n] * np.exp(-(d - posts.day[:p_n] + 0.5) / RECENCY_TAU_DAYS)
+    w = (posts.weight[:p_n] * np.where(posts.day[:p_n] < d, posts.lift[:p_n], 1.0)
+         * np.exp(-(d - posts.day[:p_n] + 0.5) / RECENCY_TAU_DAYS))
     explore = rng.random(m) < EXPLORE_SHARE
     post = np.full(m, -1, dtype=np.int64)
     if m:

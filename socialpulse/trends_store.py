@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import psycopg
 from psycopg.rows import dict_row
 
-from socialpulse.stores.postgres import relation_exists
+from socialpulse.stores.postgres import copy_rows, relation_exists
 
 SCHEMA = "trends"
 
@@ -87,22 +87,13 @@ def ensure_tables(conn: psycopg.Connection) -> None:
         conn.execute(DDL)
 
 
-def _copy_rows(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
-    n = 0
-    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for r in rows:
-            copy.write_row(r)
-            n += 1
-    return n
-
-
 def publish_scores(conn: psycopg.Connection, day: dt.date, rows: Iterable[Mapping]) -> int:
     """Replace day ``day``'s hourly hashtag scores (one transaction)."""
     ensure_tables(conn)
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute(f"DELETE FROM {SCHEMA}.hashtag_scores WHERE day = %s", (day,))
-        return _copy_rows(cur, f"{SCHEMA}.hashtag_scores", SCORE_COLUMNS,
-                          ([r[c] if c != "day" else day for c in SCORE_COLUMNS] for r in rows))
+    with conn.transaction():
+        conn.execute(f"DELETE FROM {SCHEMA}.hashtag_scores WHERE day = %s", (day,))
+        return copy_rows(conn, f"{SCHEMA}.hashtag_scores", SCORE_COLUMNS,
+                         ([r[c] if c != "day" else day for c in SCORE_COLUMNS] for r in rows))
 
 
 def publish_topics(conn: psycopg.Connection, day: dt.date, rows: Sequence[Mapping]) -> dict[str, int]:
@@ -134,9 +125,9 @@ def publish_cooccurrence(conn: psycopg.Connection, as_of: dt.date, counts: Mappi
             return {"published": False, "newer_as_of": 1}
         cur.execute(f"DELETE FROM {SCHEMA}.hashtag_counts")
         cur.execute(f"DELETE FROM {SCHEMA}.hashtag_pairs")
-        n_tags = _copy_rows(cur, f"{SCHEMA}.hashtag_counts", ("tag", "posts", "as_of"),
-                            ((t, int(n), as_of) for t, n in counts.items()))
-        n_pairs = _copy_rows(cur, f"{SCHEMA}.hashtag_pairs", ("tag", "other", "together"), pairs)
+        n_tags = copy_rows(conn, f"{SCHEMA}.hashtag_counts", ("tag", "posts", "as_of"),
+                           ((t, int(n), as_of) for t, n in counts.items()))
+        n_pairs = copy_rows(conn, f"{SCHEMA}.hashtag_pairs", ("tag", "other", "together"), pairs)
     return {"published": True, "tags": n_tags, "pairs": n_pairs}
 
 

@@ -13,7 +13,12 @@ from collections.abc import Iterable, Mapping
 import psycopg
 from psycopg.rows import dict_row
 
+from socialpulse.settings import LIKELY_VIRAL
 from socialpulse.stores.postgres import relation_exists
+
+#: a viral post is one in the top TOP_SHARE of 7-day reach; a prediction of LIKELY or more says "likely viral"
+TOP_SHARE = 0.10
+LIKELY = LIKELY_VIRAL
 
 PG_SCHEMA = "virality"
 TABLE = f"{PG_SCHEMA}.predictions"

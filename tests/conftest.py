@@ -70,6 +70,42 @@ def stack(state_folder):
 
 
 @pytest.fixture(scope="session")
+def own_stores(stack, state_folder):
+    """``with own_stores(name, redis_db=None) as settings``: Settings on the session's servers with a state
+    folder (lake, media), a Postgres database ``<name>_test`` and, when given, a flushed Redis database of
+    their own, so a module's synthetic world never reaches other modules' results."""
+    import contextlib
+
+    import psycopg
+
+    from socialpulse import settings as settings_mod
+
+    @contextlib.contextmanager
+    def make(name: str, redis_db: int | None = None):
+        home = state_folder(name)
+        with psycopg.connect(stack.postgres, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}_test")
+            conn.execute(f"CREATE DATABASE {name}_test")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SOCIALPULSE_HOME", str(home))
+            mp.setenv("SOCIALPULSE_POSTGRES_DB", f"{name}_test")
+            if redis_db is not None:
+                mp.setenv("SOCIALPULSE_REDIS_URL", f"redis://127.0.0.1:{stack.redis_port}/{redis_db}")
+            settings_mod.get_settings.cache_clear()
+            settings = settings_mod.get_settings()
+            if redis_db is not None:
+                import redis
+
+                redis.Redis.from_url(settings.redis).flushdb()
+            try:
+                yield settings
+            finally:
+                settings_mod.get_settings.cache_clear()
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def materialize(stack):
     """``materialize(assets, day, checks=(), settings=None)``: run Dagster assets (and their checks) for one
     daily partition (``day`` None: unpartitioned assets) in process on the ``stack`` (or ``settings``); fails
@@ -110,7 +146,9 @@ def redis_only(state_folder):
 
     from socialpulse.services.manager import free_port
 
-    settings = Settings(home=state_folder("redis"), redis_port=free_port())
+    # Postgres on a port nothing listens on: a path that writes there by the way (the drain's follower
+    # notifications) must not reach a Postgres another process runs on the default port
+    settings = Settings(home=state_folder("redis"), redis_port=free_port(), postgres_port=free_port())
     services_up(settings, ["redis"])
     try:
         yield settings

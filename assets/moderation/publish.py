@@ -21,15 +21,18 @@ from psycopg import sql
 from assets.moderation.policy import ACTIONS
 from assets.moderation.scoring import value_counts
 from assets.moderation.tables import MODERATION_DECISIONS
-from assets.warehouse.export import copy_rows
+from socialpulse import notifications
 from socialpulse.moderation import DECISION_COLUMNS, REDIS_ACTIONS_KEY, ensure_tables
+from socialpulse.settings import get_settings
+from socialpulse.stores.postgres import copy_arrow
 
 
 
 def _upsert(conn: psycopg.Connection, decisions: pa.Table, source: str) -> None:
     """COPY into a temporary table, then insert-or-update by post id (a live row never replaces an asset row)."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS _decisions (LIKE moderation.decisions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-    copy_rows(conn, sql.Identifier("_decisions"), MODERATION_DECISIONS, decisions)
+    contract = MODERATION_DECISIONS.schema
+    copy_arrow(conn, sql.Identifier("_decisions"), decisions.select(contract.names).cast(contract))
     cols = sql.SQL(", ").join(map(sql.Identifier, DECISION_COLUMNS))
     updates = sql.SQL(", ").join(
         sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in DECISION_COLUMNS if c != "post_id"
@@ -77,6 +80,17 @@ def _gate(redis_client, decisions: pa.Table) -> None:
     pipe.execute()
 
 
+def _notify(conn: psycopg.Connection, decisions: pa.Table) -> int:
+    """Tell the authors of limited, held or removed posts, inside the publishing transaction (a savepoint: a
+    notifications failure never fails publishing; the dedupe key makes the live and asset writers' decisions
+    on a post one notification per action)."""
+    told = decisions.filter(pc.not_equal(decisions.column("action"), "allow"))
+    rows = told.select(["post_id", "author_id", "action", "reasons", "created_at"]).to_pylist()
+    max_age = dt.timedelta(hours=get_settings().notifications_max_age_h)
+    items = notifications.moderation_items(rows, dt.datetime.now(dt.timezone.utc), max_age)
+    return notifications.enqueue_safely(conn, items)
+
+
 def publish_day(conn: psycopg.Connection, redis_client, decisions: pa.Table, day: dt.date) -> dict:
     """The record: one day of decisions from Delta."""
     ensure_tables(conn)
@@ -87,6 +101,7 @@ def publish_day(conn: psycopg.Connection, redis_client, decisions: pa.Table, day
             (day, decisions.column("post_id").to_pylist()),
         )
         review = _review_queue(conn, decisions)
+        _notify(conn, decisions)
     _gate(redis_client, decisions)
     return {"rows": decisions.num_rows, "review_items": review, **value_counts(decisions, "action", ACTIONS)}
 
@@ -99,5 +114,6 @@ def publish_posts(conn: psycopg.Connection, redis_client, decisions: pa.Table) -
     with conn.transaction():
         _upsert(conn, decisions, "live")
         review = _review_queue(conn, decisions)
+        _notify(conn, decisions)
     _gate(redis_client, decisions)
     return {"review_items": review, **value_counts(decisions, "action", ACTIONS)}

@@ -18,6 +18,7 @@ from assets.moderation.text import FORMAT, TextModerator
 from socialpulse.model_registry import ALIAS, RegistryUnavailable, cached_download, champion_version, check_reachable  # noqa: F401
 from socialpulse.model_registry import metric_values as _metrics
 from socialpulse.model_registry import param_values as _params
+from socialpulse.model_registry import pinned_requirements
 from socialpulse.model_registry import tracking as _tracking
 
 MODEL_NAME = "socialpulse-text-moderation"
@@ -26,18 +27,8 @@ REQUIREMENTS = ("mlflow", "numpy", "pandas", "torch", "transformers", "scikit-le
 
 
 def pip_requirements() -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for dist in REQUIREMENTS:
-        try:
-            v = version(dist)
-        except PackageNotFoundError:
-            out.append(dist)
-            continue
-        # a local build tag (torch 2.13.0+cpu) is not installable from the index: keep the release
-        out.append(f"{dist}=={v.split('+')[0]}")
-    return out
+    # a local build tag (torch 2.13.0+cpu) is not installable from the index: pinned_requirements keeps the release
+    return pinned_requirements(REQUIREMENTS)
 
 
 def _pyfunc_model():

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from assets.ranking.tables import FEED_TRAINING_SET
 from assets.ranking.training import CANDIDATES_K, candidate_recall, evaluate_rankings, nearest_posts, time_split
 from socialpulse import lake
+from socialpulse.model_registry import champion_or_none
 from socialpulse.ranking.model import FEATURES, POST_FEATURES, Ranker, group_sizes
 from socialpulse.ranking.feed import CANDIDATES
 from socialpulse.ranking.rerank import merge_candidates
@@ -119,22 +120,6 @@ def candidate_generation_recall(settings: Settings, test: pa.Table, day: dt.date
             "users": len(users), "users_sampled": sampled, "posts_indexed": len(ids)}
 
 
-def _champion(settings: Settings, log: Callable[[str], None]) -> Ranker | None:
-    """The current champion, to re-score on this run's held-out split (the gate compares like with like)."""
-    from socialpulse.model_registry import RegistryUnavailable
-    from socialpulse.ranking import registry
-
-    try:
-        return registry.load_champion(settings.mlflow, settings.model_cache)
-    except LookupError:
-        return None
-    except ValueError as exc:  # a champion of another feature layout cannot score this split
-        log(f"ranker: the champion cannot score this split ({exc}); gating on its recorded value")
-        return None
-    except RegistryUnavailable:
-        raise
-
-
 def train_and_register(settings: Settings, *, register: bool = True, log: Callable[[str], None] = print,
                        days: int | None = None) -> dict:
     """Train on the training set's last ``days`` days (setting ``feed_training_days``), evaluate on its last
@@ -172,7 +157,8 @@ def train_and_register(settings: Settings, *, register: bool = True, log: Callab
         # what the logging policy served, in its order; sampled (unshown) posts after everything it showed
         "logged_order": np.where(positions < 0, -1e9, -positions),
     }
-    champion = _champion(settings, log) if register else None
+    champion = champion_or_none(lambda: registry.load_champion(settings.mlflow, settings.model_cache), log,
+                                "ranker") if register else None
     if champion is not None:
         systems["champion"] = champion.score(Xt)
     evaluation = evaluate_rankings(test["request_id"].to_pylist(), test["post_id"].to_pylist(), yt, systems)

@@ -1,7 +1,11 @@
 """The dbt project (``dbt/``) as Dagster assets: models are ``["postgres","dbt",<model>]``, dbt sources link
-to the bronze export assets through their ``meta.dagster.asset_key``, and dbt tests surface as asset checks.
+to the bronze export, metrics and moderation assets through their ``meta.dagster.asset_key``, and dbt tests
+surface as asset checks. The assets are partitioned by UTC day: a partition's run passes its day to dbt
+(``--vars '{"day": ...}'``), so the incremental marts replace that day's rows and nothing else.
 """
 
+import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +20,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 from filelock import FileLock
 
+from assets.common import daily_backfill, daily_partitions
 from orchestration.resources import SettingsResource
 from socialpulse.settings import Settings
 
@@ -71,6 +76,28 @@ def _manifest_is_stale(project: DbtProject) -> bool:
     return any(p.is_file() and p.stat().st_mtime > built for p in sources)
 
 
+def run_dbt(command: list[str], target: Path, project: DbtProject = dbt_project,
+            env: Mapping[str, str] | None = None, timeout: int = 300) -> None:
+    """Run a dbt command outside Dagster (parse, docs generate) on ``project``, writing to ``target``; raise
+    with dbt's output when it fails."""
+    done = subprocess.run(
+        [
+            DBT_EXECUTABLE, *command, "--quiet",
+            "--project-dir", os.fspath(project.project_dir),
+            "--profiles-dir", os.fspath(project.profiles_dir),
+            "--target", project.target or "local",
+            "--target-path", os.fspath(target),
+        ],
+        env={**os.environ, **(env or {}), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"dbt {' '.join(command)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n"
+                           f"{done.stderr[-4000:]}")
+
+
 def ensure_manifest(project: DbtProject = dbt_project) -> Path:
     """Make sure ``target/manifest.json`` exists and is newer than every project file (``dbt parse``).
 
@@ -84,23 +111,9 @@ def ensure_manifest(project: DbtProject = dbt_project) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     with FileLock(os.fspath(target / "parse.lock"), timeout=300):
         if _manifest_is_stale(project):
-            done = subprocess.run(
-                [
-                    DBT_EXECUTABLE, "parse", "--quiet",
-                    "--project-dir", os.fspath(project.project_dir),
-                    "--profiles-dir", os.fspath(project.profiles_dir),
-                    "--target", project.target or "local",
-                    "--target-path", os.fspath(target),
-                ],
-                env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if done.returncode != 0 or not project.manifest_path.exists():
-                raise RuntimeError(
-                    f"dbt parse failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-                )
+            run_dbt(["parse"], target, project)
+            if not project.manifest_path.exists():
+                raise RuntimeError(f"dbt parse wrote no {project.manifest_path}")
     return project.manifest_path
 
 
@@ -129,25 +142,65 @@ class SocialPulseDbtTranslator(DagsterDbtTranslator):
 dbt_translator = SocialPulseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=dbt_translator, name="socialpulse_dbt"
-)
-def socialpulse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: SettingsResource):
-    """Build the dbt models (staging views, marts) and run their tests on Postgres."""
+def build_args(day: str) -> list[str]:
+    """``dbt build`` for one UTC day: the incremental marts replace that day's rows, views and the other marts
+    are rebuilt whole (a plain ``dbt build``, without the var, builds every day)."""
+    dt.date.fromisoformat(day)  # a malformed day fails here, before dbt runs
+    return ["build", "--vars", json.dumps({"day": day})]
+
+
+def ensure_sources(settings: Settings) -> None:
+    """Create every dbt source table that does not exist yet (empty), so a build never fails on a missing
+    relation: before the first export of a bronze table, metrics day or moderation run."""
     import psycopg
 
-    from socialpulse import metrics
+    from assets.warehouse.export import EXPORTED_TABLES, ensure_bronze_table
+    from socialpulse import metrics, moderation
 
+    with psycopg.connect(settings.postgres, connect_timeout=5) as conn:
+        for table in EXPORTED_TABLES:
+            ensure_bronze_table(conn, table)
+        with conn.transaction():
+            metrics.ensure_schema(conn)
+        moderation.ensure_tables(conn)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=dbt_translator,
+    name="socialpulse_dbt",
+    partitions_def=daily_partitions,
+    backfill_policy=daily_backfill,
+)
+def socialpulse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: SettingsResource):
+    """Build the dbt models (staging views, intermediate joins, marts) for one UTC day and run their tests."""
     s = settings.get()
-    # the metrics sources exist (empty) before the metrics asset first writes a day, so a build never fails on
-    # a missing relation
-    with psycopg.connect(s.postgres, connect_timeout=5) as conn, conn.transaction():
-        metrics.ensure_schema(conn)
+    ensure_sources(s)
     with patched_environ(dbt_env(s)):
-        yield from dbt.cli(["build"], context=context).stream()
+        yield from dbt.cli(build_args(context.partition_key), context=context).stream()
 
 
 def dbt_resource() -> DbtCliResource:
     return DbtCliResource(
         project_dir=dbt_project, profiles_dir=os.fspath(DBT_PROJECT_DIR), target="local", dbt_executable=DBT_EXECUTABLE
     )
+
+
+#: what the docs site is: the page and the two artifacts it loads (the rest of dbt's target folder, run
+#: results, compiled SQL and parse caches, is never served); the page last, as the API serves once it exists
+DOCS_FILES = ("manifest.json", "catalog.json", "index.html")
+
+
+def generate_docs(settings: Settings) -> Path:
+    """``dbt docs generate`` against the settings' Postgres; its site (:data:`DOCS_FILES`) is copied into
+    ``settings.dbt_docs``, which the API serves at /analytics/dbt-docs/. Returns that folder."""
+    ensure_sources(settings)
+    work = settings.home_abs / "dbt" / "docs-target"
+    work.mkdir(parents=True, exist_ok=True)
+    run_dbt(["docs", "generate"], work, env=dbt_env(settings), timeout=600)
+    site = settings.dbt_docs
+    site.mkdir(parents=True, exist_ok=True)
+    for name in DOCS_FILES:
+        shutil.copyfile(work / name, site / name)
+    return site

@@ -15,8 +15,9 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from socialpulse.contracts import BRONZE, TableContract
-from socialpulse.lake import open_table, table_uri
+from socialpulse.lake import open_table, table_uri, with_missing_columns
 from socialpulse.settings import Settings
+from socialpulse.stores.postgres import copy_arrow, pg_type
 
 SCHEMA = "bronze"
 
@@ -24,29 +25,6 @@ SCHEMA = "bronze"
 EXPORTED_TABLES: tuple[str, ...] = ("users", "posts", "media", "interactions", "comments", "follows")
 PARTITIONED_TABLES: tuple[str, ...] = tuple(t for t in EXPORTED_TABLES if BRONZE[t].partition_by)
 UNPARTITIONED_TABLES: tuple[str, ...] = tuple(t for t in EXPORTED_TABLES if not BRONZE[t].partition_by)
-
-
-def pg_type(arrow_type: pa.DataType) -> str:
-    """The Postgres column type for an Arrow contract type."""
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "text"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamptz" if arrow_type.tz else "timestamp"
-    if pa.types.is_date32(arrow_type):
-        return "date"
-    if pa.types.is_float32(arrow_type):
-        return "real"
-    if pa.types.is_float64(arrow_type):
-        return "double precision"
-    if pa.types.is_int64(arrow_type):
-        return "bigint"
-    if pa.types.is_int32(arrow_type):
-        return "integer"
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        return pg_type(arrow_type.value_type) + "[]"
-    raise TypeError(f"no Postgres type for Arrow type {arrow_type}")
 
 
 def table_ddl(contract: TableContract, schema: str = SCHEMA) -> sql.Composed:
@@ -130,8 +108,8 @@ def read_bronze_day(settings: Settings, table: str, day: dt.date) -> pa.Table:
     delta = open_table(table_uri(contract, settings))
     if delta is None:
         return contract.schema.empty_table()
-    data = delta.to_pyarrow_table(partitions=[("event_date", "=", day.isoformat())])
-    return data.select(contract.schema.names).cast(contract.schema)
+    day_rows = delta.to_pyarrow_table(partitions=[("event_date", "=", day.isoformat())])
+    return with_missing_columns(contract, day_rows).cast(contract.schema)
 
 
 def read_bronze_all(settings: Settings, table: str) -> pa.Table:
@@ -139,24 +117,7 @@ def read_bronze_all(settings: Settings, table: str) -> pa.Table:
     delta = open_table(table_uri(contract, settings))
     if delta is None:
         return contract.schema.empty_table()
-    return delta.to_pyarrow_table().select(contract.schema.names).cast(contract.schema)
-
-
-def copy_rows(conn: psycopg.Connection, qualified: sql.Composable, contract: TableContract, rows: pa.Table) -> int:
-    """Binary ``COPY`` of Arrow rows into a table whose columns follow the contract."""
-    if rows.num_rows == 0:
-        return 0
-    names = contract.schema.names
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        qualified, sql.SQL(", ").join(map(sql.Identifier, names))
-    )
-    types = [pg_type(f.type) for f in contract.schema]
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types(types)
-        for batch in rows.to_batches(max_chunksize=50_000):
-            for row in zip(*(col.to_pylist() for col in batch.columns)):
-                copy.write_row(row)
-    return rows.num_rows
+    return with_missing_columns(contract, delta.to_pyarrow_table()).cast(contract.schema)
 
 
 def export_bronze_partition(settings: Settings, table: str, day: dt.date | str) -> int:
@@ -176,7 +137,7 @@ def export_bronze_partition(settings: Settings, table: str, day: dt.date | str) 
         ensure_bronze_table(conn, table)
         with conn.transaction():
             conn.execute(sql.SQL("DELETE FROM {} WHERE event_date = %s").format(target), (day,))
-            n = copy_rows(conn, target, contract, rows)
+            n = copy_arrow(conn, target, rows)
     return n
 
 
@@ -192,5 +153,5 @@ def export_bronze_table(settings: Settings, table: str) -> int:
         with conn.transaction():
             # DELETE rather than TRUNCATE: readers keep seeing the old rows until the commit
             conn.execute(sql.SQL("DELETE FROM {}").format(target))
-            n = copy_rows(conn, target, contract, rows)
+            n = copy_arrow(conn, target, rows)
     return n

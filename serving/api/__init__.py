@@ -2,13 +2,15 @@
 
 from fastapi import APIRouter
 
-from serving.api.routes import creators, feed, health, ingest, posts, search, trends
+from serving.api.routes import creators, dashboard, feed, health, ingest, notifications, posts, search, trends
 
 api_router = APIRouter()
 api_router.include_router(creators.router)
+api_router.include_router(dashboard.router)
 api_router.include_router(feed.router)
 api_router.include_router(health.router)
 api_router.include_router(ingest.router)
+api_router.include_router(notifications.router)
 api_router.include_router(posts.router)
 api_router.include_router(search.router)
 api_router.include_router(trends.router)

@@ -8,12 +8,13 @@ other. Missing values are NaN: LightGBM routes them down its learned missing-val
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from socialpulse import boosters
 
 #: post engagement features of Feast's feed_ranking_v1 service (feature view post_engagement)
 POST_FEATURES = ("views_7d", "unique_viewers_7d", "avg_watch_time_s_7d", "engagement_rate_7d", "views_1d", "likes_1d")
@@ -23,7 +24,6 @@ USER_FEATURES = ("views_given_7d", "likes_given_7d", "watch_time_s_7d")
 PAIR_FEATURES = ("sim_interest", "follows_author", "age_hours")
 FEATURES = PAIR_FEATURES + POST_FEATURES + USER_FEATURES
 
-MODEL_FILE = "model.txt"
 META_FILE = "ranker.json"
 
 #: LambdaRank settings: small trees, at most NUM_ROUNDS rounds with early stopping on the validation groups;
@@ -120,22 +120,12 @@ class Ranker:
         return np.asarray(self.booster.predict(np.asarray(X, np.float64), num_threads=1), dtype=np.float64)
 
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(folder / MODEL_FILE))
-        (folder / META_FILE).write_text(json.dumps(
-            {"features": list(self.features), "version": self.version, "metrics": self.metrics}, indent=2))
-        return folder
+        return boosters.save(folder, self.booster, META_FILE,
+                             {"features": list(self.features), "version": self.version, "metrics": self.metrics})
 
     @classmethod
     def load(cls, folder: str | Path) -> "Ranker":
-        import lightgbm as lgb
-
-        folder = Path(folder)
-        meta = json.loads((folder / META_FILE).read_text())
-        if tuple(meta["features"]) != FEATURES:
-            raise ValueError(f"ranker at {folder} expects features {meta['features']}, this code builds {list(FEATURES)}")
-        booster = lgb.Booster(model_file=str(folder / MODEL_FILE))
+        booster, meta = boosters.load(folder, META_FILE, FEATURES, "ranker")
         return cls(booster=booster, features=tuple(meta["features"]), version=meta["version"], metrics=meta.get("metrics", {}))
 
     def importance(self) -> dict[str, float]:

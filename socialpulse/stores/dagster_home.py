@@ -12,8 +12,9 @@ run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
   config:
-    # one run per lane (socialpulse/lane: ingest, moderation, content, refresh, trends, quality, training, feed), lanes
-    # side by side: a long refresh or trends run never holds back the drain, moderation or indexing of uploads
+    # one run per lane (socialpulse/lane: ingest, moderation, content, refresh, trends, quality, training, feed,
+    # analytics, notifications), lanes side by side: a long refresh or trends run never holds back the drain,
+    # moderation or indexing of uploads
     max_concurrent_runs: 4
     tag_concurrency_limits:
       - key: socialpulse/lane

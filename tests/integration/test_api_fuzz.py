@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from serving.app import create_app
-from socialpulse import metrics, moderation, trends_store, vectors
+from socialpulse import metrics, moderation, trends_store, vectors, virality
 from socialpulse.stores.postgres import bootstrap_database
 
 pytestmark = pytest.mark.integration
@@ -62,6 +62,11 @@ def _seed(settings, encoder) -> None:
                       "watch_time_s": pa.array([3.0, None], pa.float32()), "created_at": ts}),
             pa.table({"follower_id": ["u1"], "followee_id": ["a-fz1"], "action": ["follow"], "created_at": ts[:1]}),
             pa.table({"post_id": ["fz1"], "author_id": ["a-fz1"], "duration_s": pa.array([10.0], pa.float32())})))
+        # a virality prediction of fz1
+        virality.ensure_schema(conn)
+        virality.upsert(conn, [{"post_id": "fz1", "author_id": "a-fz1", "post_created_at": hour, "predicted_at": hour,
+                                "observed_hours": 6.0, "probability": 0.4, "views_so_far": 12, "reach_threshold": 30.0,
+                                "model_version": "fuzz"}])
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from serving.app import create_app
 from socialpulse import drain, lake
 from socialpulse.contracts import BRONZE
 from socialpulse.drain import DrainBusy, drain_all, drain_stream, entry_version, stream_backlog
-from socialpulse.ingest import EVENTS_STREAM, IMPRESSIONS_STREAM, POSTS_STREAM, EventIn, enqueue_events
+from socialpulse.ingest import EVENTS_STREAM, IMPRESSIONS_STREAM, POSTS_STREAM, USERS_STREAM, EventIn, enqueue_events
 from socialpulse.settings import Settings
 
 MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256))
@@ -77,12 +77,18 @@ def test_api_then_drain_lands_exactly_the_expected_rows(settings, r):
         assert res.status_code == 202, res.text
         sha = res.json()["media"]["sha256"]
         assert client.post("/v1/posts", data={"post": json.dumps(video)}, files={"media": ("c.mp4", MP4)}).json()["duplicate"]
-    assert stream_backlog(r) == {EVENTS_STREAM: 5, POSTS_STREAM: 1, IMPRESSIONS_STREAM: 0}
+        signup = {"user_id": "u1", "handle": "maya", "country": "US", "birth_year": 2004,
+                  "created_at": "2026-03-01T10:00:00+00:00"}
+        assert client.post("/v1/users", json=signup).json() == {"user_id": "u1", "duplicate": False}
+        assert client.post("/v1/users", json=signup).json() == {"user_id": "u1", "duplicate": True}
+    assert stream_backlog(r) == {EVENTS_STREAM: 5, POSTS_STREAM: 1, IMPRESSIONS_STREAM: 0, USERS_STREAM: 1}
 
     result = drain_all(settings, r)
-    assert result.rows == {"interactions": 5, "comments": 1, "follows": 1, "posts": 1, "media": 1}
-    assert result.dead_letters == 0 and result.acked == 6 and result.skipped_already_committed == 0
-    assert stream_backlog(r) == {EVENTS_STREAM: 0, POSTS_STREAM: 0, IMPRESSIONS_STREAM: 0}
+    assert result.rows == {"interactions": 5, "comments": 1, "follows": 1, "posts": 1, "media": 1, "users": 1}
+    assert result.dead_letters == 0 and result.acked == 7 and result.skipped_already_committed == 0
+    assert stream_backlog(r) == {EVENTS_STREAM: 0, POSTS_STREAM: 0, IMPRESSIONS_STREAM: 0, USERS_STREAM: 0}
+    users = lake.read(BRONZE["users"], settings=settings).to_pylist()
+    assert [(u["user_id"], u["country"], u["birth_year"]) for u in users] == [("u1", "US", 2004)]
     assert sorted(ids(settings, "interactions", "event_id")) == ["c1", "f1", "l1", "v1", "v2"]
     assert ids(settings, "comments", "text") == ["so good"]
     follows = lake.read(BRONZE["follows"], settings=settings).to_pylist()
@@ -196,7 +202,7 @@ def test_bad_records_go_to_dead_letter_exactly_once_and_are_acked(settings, r, m
     assert sorted(ids(settings, "interactions", "event_id")) == ["e0", "e1", "last"]
     assert ids(settings, "posts", "post_id") == []
     assert pending(r, EVENTS_STREAM) == 0 and pending(r, POSTS_STREAM) == 0
-    assert stream_backlog(r) == {EVENTS_STREAM: 0, POSTS_STREAM: 0, IMPRESSIONS_STREAM: 0}
+    assert stream_backlog(r) == {EVENTS_STREAM: 0, POSTS_STREAM: 0, IMPRESSIONS_STREAM: 0, USERS_STREAM: 0}
     # the crashed run committed batch 1 (e0, e1 and raw1's dead letter) but acknowledged nothing;
     # the rerun skipped those three, wrote the other four dead letters and acknowledged all 8 entries
     assert first.acked == 8 and first.dead_letters == 4 and first.skipped_already_committed == 3

@@ -8,7 +8,6 @@ stack), so its posts never reach other modules' search results."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import numpy as np
 import psycopg
@@ -42,28 +41,15 @@ def _decide_all(settings, post_ids) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(stack, state_folder, materialize):
+def world(own_stores, materialize):
     """Materialize the whole feed pipeline for DAYS days of a small synthetic world."""
     from assets.content.assets import post_embeddings, post_vectors, user_interest, user_vectors
     from assets.engagement.assets import engagement_features, online_engagement_features
     from assets.ranking.assets import feed_ranker, feed_serving_state, feed_training_set, training_set_valid
-    from socialpulse import settings as settings_mod
     from socialpulse.contracts import POSTS as POSTS_T
     from socialpulse.synthetic import load_synthetic
 
-    home = state_folder("feed")
-    with psycopg.connect(stack.postgres, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS feed_test")
-        conn.execute("CREATE DATABASE feed_test")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOCIALPULSE_HOME", str(home))
-        mp.setenv("SOCIALPULSE_POSTGRES_DB", "feed_test")
-        mp.setenv("SOCIALPULSE_REDIS_URL", f"redis://127.0.0.1:{stack.redis_port}/9")
-        settings_mod.get_settings.cache_clear()
-        s = settings_mod.get_settings()
-        import redis
-
-        redis.Redis.from_url(s.redis).flushdb()
+    with own_stores("feed", redis_db=9) as s:
         load_synthetic(s, users=USERS, posts=POSTS, days=DAYS, start=START)
         posts = lake.read(POSTS_T, settings=s, columns=["post_id", "event_date"])
         _decide_all(s, zip(posts["post_id"].to_pylist(), posts["event_date"].to_pylist()))
@@ -80,7 +66,6 @@ def world(stack, state_folder, materialize):
         ranker = run([feed_ranker])["feed_ranker"]
         state = run([feed_serving_state])["serving_state"]
         yield {"settings": s, "training": training, "ranker": ranker, "state": state, "days": days, "run": run}
-    settings_mod.get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

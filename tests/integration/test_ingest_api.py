@@ -14,7 +14,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
-from socialpulse.ingest import EVENTS_STREAM, POSTS_STREAM
+from socialpulse.ingest import EVENTS_STREAM, POSTS_STREAM, USERS_STREAM, utc_now
 from socialpulse.media import local_path
 from socialpulse.settings import Settings
 
@@ -105,6 +105,25 @@ def test_malformed_events_are_refused_and_nothing_is_enqueued(client, r):
     assert res.status_code == 413 and "exceeds the limit" in res.json()["error"]
     assert r.xlen(EVENTS_STREAM) == 0
     assert r.keys("ingest:seen:*") == []
+
+
+@pytest.mark.integration
+def test_users_are_enqueued_once_and_an_implausible_birth_year_is_a_clear_422(client, r):
+    too_young = utc_now().year - 12
+    res = client.post("/v1/users", json={"user_id": "u7", "handle": "kid", "birth_year": too_young})
+    assert res.status_code == 422
+    assert res.json()["error"] == (f"birth_year: birth_year must be between 1900 and {too_young - 1} "
+                                   f"(users must be at least 13), got {too_young}")
+    assert client.post("/v1/users", json={"user_id": "u7", "handle": "kid", "birth_year": 1899}).status_code == 422
+    assert r.xlen(USERS_STREAM) == 0
+    user = {"user_id": "u7", "handle": "maya", "birth_year": 2004, "created_at": "2026-03-01T10:00:00+00:00"}
+    assert client.post("/v1/users", json=user).json() == {"user_id": "u7", "duplicate": False}
+    assert client.post("/v1/users", json=user).json() == {"user_id": "u7", "duplicate": True}
+    # a later profile change of the same user is a new record; without a birth year is fine
+    later = {"user_id": "u7", "handle": "maya", "country": "GB", "created_at": "2026-03-02T10:00:00+00:00"}
+    assert client.post("/v1/users", json=later).json() == {"user_id": "u7", "duplicate": False}
+    payloads = [json.loads(fields["payload"]) for _, fields in r.xrange(USERS_STREAM)]
+    assert [(p.get("birth_year"), p.get("country")) for p in payloads] == [(2004, None), (None, "GB")]
 
 
 @pytest.mark.integration

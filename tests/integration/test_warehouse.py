@@ -11,10 +11,10 @@ from assets.warehouse.export import (
     export_bronze_partition,
     export_bronze_table,
     latest_per_key,
-    pg_type,
     table_ddl,
 )
 from socialpulse import lake, metrics
+from socialpulse.stores.postgres import pg_type
 from socialpulse.contracts import FOLLOWS, INTERACTIONS, POSTS, USERS, conform
 
 UTC = dt.timezone.utc
@@ -39,6 +39,7 @@ def test_postgres_types_follow_the_arrow_contract():
     assert pg_type(pa.date32()) == "date"
     assert pg_type(pa.float32()) == "real"
     assert pg_type(pa.int64()) == "bigint"
+    assert pg_type(pa.int16()) == "smallint"
     assert pg_type(pa.bool_()) == "boolean"
     assert pg_type(pa.list_(pa.string())) == "text[]"
     with pytest.raises(TypeError):
@@ -187,13 +188,17 @@ def test_export_partition_is_idempotent_and_replaces_its_day(stack):
 def test_export_users_keeps_the_latest_row_per_user(stack):
     lake.append(USERS, [
         dict(user_id="wh-u1", handle="first", is_creator=False, created_at=at(DAY, 1)),
-        dict(user_id="wh-u1", handle="renamed", is_creator=True, created_at=at(DAY, 2)),
+        dict(user_id="wh-u1", handle="renamed", is_creator=True, created_at=at(DAY, 2), birth_year=2001),
     ], settings=stack)
     n = export_bronze_table(stack, "users")
     assert export_bronze_table(stack, "users") == n
     assert _count(stack, "SELECT count(*) FROM bronze.users") == n
     assert _count(stack, "SELECT count(*) FROM bronze.users WHERE user_id = 'wh-u1'") == 1
     assert _count(stack, "SELECT handle FROM bronze.users WHERE user_id = 'wh-u1'") == "renamed"
+    # the birth year the contract gained is carried, as a smallint
+    assert _count(stack, "SELECT birth_year FROM bronze.users WHERE user_id = 'wh-u1'") == 2001
+    assert _count(stack, "SELECT data_type FROM information_schema.columns WHERE table_schema = 'bronze' "
+                         "AND table_name = 'users' AND column_name = 'birth_year'") == "smallint"
     with pytest.raises(ValueError):
         export_bronze_table(stack, "posts")
     with pytest.raises(ValueError):

@@ -10,6 +10,7 @@ failed except the ones killed on purpose.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -134,6 +135,30 @@ def test_posts_and_events_are_served_by_the_automation_alone(live, api):
     launched = {r.tags.get("dagster/sensor_name") or r.tags.get("dagster/schedule_name") for r in live.runs()}
     assert {"ingest_sensor", "moderation_sensor", "content_sensor", "intraday_refresh_schedule",
             "feed_state_schedule"} <= launched
+
+
+def test_the_creator_dashboard_shows_the_demo_worlds_numbers(live, api, tmp_path):
+    """The busiest creator of the demo world: the dashboard's JSON holds their figures from the metrics, the
+    top posts and the audience mart (built by the demo's dbt run), and the page draws them in Chromium."""
+    import psycopg
+
+    from socialpulse import metrics
+    from tests.browser import artifact, chromium, load_dashboard
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    with psycopg.connect(live.settings.postgres) as conn:
+        creator = metrics.busiest_creator(conn, today - dt.timedelta(days=28), today + dt.timedelta(days=1))
+    assert creator is not None
+    body = api.get(f"/v1/creators/{creator}/dashboard").json()
+    assert body["totals"]["views"] > 0 and body["top_posts"]["rows"], body
+    assert body["audience"]["status"] == "ok" and body["audience"]["by_country"], body["audience"]
+    with chromium(tmp_path / "profile") as browser:
+        page, _ = load_dashboard(browser, f"{live.api_url}/creators/{creator}")
+        shown = page.inner_text("[data-total=views] .sub")
+        rows = page.eval_on_selector_all("#top-posts-table tbody tr", "rs => rs.map(r => r.dataset.postId)")
+        page.screenshot(path=str(artifact("dashboard-demo.png")), full_page=True)
+    assert shown == f"{body['totals']['views']:,} views"
+    assert rows == [r["post_id"] for r in body["top_posts"]["rows"]]
 
 
 def test_no_run_in_the_instance_failed(live):

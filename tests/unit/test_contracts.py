@@ -43,6 +43,17 @@ def test_conform_rejects_with_a_precise_reason(row, message):
         conform(INTERACTIONS, [row])
 
 
+def test_an_optional_field_only_later_rows_carry_is_kept():
+    from socialpulse.contracts import USERS
+
+    t = conform(USERS, [dict(user_id="u1", handle="a", is_creator=False, created_at=NOW),
+                        dict(user_id="u2", handle="b", is_creator=False, created_at=NOW, birth_year=2001)])
+    assert t["birth_year"].to_pylist() == [None, 2001]
+    with pytest.raises(ContractError, match="unknown columns"):
+        conform(USERS, [dict(user_id="u1", handle="a", is_creator=False, created_at=NOW),
+                        dict(user_id="u2", handle="b", is_creator=False, created_at=NOW, birth_yaer=2001)])
+
+
 def test_missing_required_column_is_named():
     row = view()
     del row["created_at"]
@@ -77,3 +88,26 @@ def test_replace_partitions_replaces_only_the_named_days(local_settings):
     lake.replace_partitions(POSTS, [post("a", d1), post("b", d2)], [d1, d2])
     lake.replace_partitions(POSTS, [post("c", d2)], [d2])
     assert sorted(lake.read(POSTS).column("post_id").to_pylist()) == ["a", "c"]
+
+
+def test_a_column_the_contract_gained_is_added_to_an_existing_table(local_settings):
+    from deltalake import write_deltalake
+
+    from assets.warehouse.export import read_bronze_all
+    from socialpulse.contracts import USERS
+
+    # a users table written before the contract had birth_year
+    old = conform(USERS, [dict(user_id="u1", handle="a", is_creator=False, created_at=NOW)]).drop_columns(
+        ["birth_year"])
+    write_deltalake(lake.table_uri(USERS, local_settings), old)
+    before = read_bronze_all(local_settings, "users")
+    assert before.schema == USERS.schema and before["birth_year"].to_pylist() == [None]
+
+    lake.append(USERS, [dict(user_id="u2", handle="b", is_creator=True, created_at=NOW, birth_year=2004)],
+                settings=local_settings)
+    rows = {r["user_id"]: r["birth_year"] for r in read_bronze_all(local_settings, "users").to_pylist()}
+    assert rows == {"u1": None, "u2": 2004}
+    # a whole-table overwrite (the synthetic loader's) evolves the table too
+    lake.overwrite(USERS, [dict(user_id="u3", handle="c", is_creator=False, created_at=NOW, birth_year=1990)],
+                   settings=local_settings)
+    assert lake.read(USERS, settings=local_settings)["birth_year"].to_pylist() == [1990]

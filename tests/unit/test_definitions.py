@@ -34,6 +34,7 @@ for key in graph.get_all_asset_keys():
         "group": node.group_name, "owners": list(node.owners), "kinds": sorted(node.kinds),
         "description": node.description or "", "daily": node.partitions_def == daily_partitions,
         "backfill": str(node.backfill_policy) if node.backfill_policy else None,
+        "deps": sorted(k.to_user_string() for k in node.parent_keys),
     }
 print(json.dumps(out))
 """
@@ -113,7 +114,7 @@ def test_moderation_assets_jobs_and_sensor(snapshot):
     assert jobs["text_model_job"] == ["mlflow/moderation/text_model"]
     # moderation runs on its own triggers: the shared refresh jobs never train or score
     for shared in ("daily_refresh_job", "dimensions_refresh_job"):
-        assert not any("moderation" in k for k in jobs[shared]), jobs[shared]
+        assert not [k for k in jobs[shared] if assets.get(k, {}).get("group") == "moderation"], jobs[shared]
     assert {"lake/silver/moderation_scores:scores_valid", "lake/gold/moderation_decisions:decisions_valid",
             "postgres/moderation/decisions:serving_matches_lake"} <= set(snapshot["checks"])
 
@@ -155,3 +156,69 @@ def test_trends_assets_job_and_hourly_schedule(snapshot):
         assert not set(jobs[shared]) & set(TRENDS_ASSETS)
     assert {"trends_hourly_schedule", "hashtag_stats_job_schedule"} <= set(snapshot["schedules"])
     assert {"lake/gold/trend_scores:scores_valid", "lake/gold/trending_topics:topics_valid"} <= set(snapshot["checks"])
+
+
+DBT_MARTS = ["fct_creator_audience_daily", "fct_creator_daily_performance", "fct_creator_moderation_outcomes",
+             "fct_follower_growth", "fct_post_daily_engagement", "fct_post_performance"]
+
+
+def test_dbt_models_run_per_day_with_their_sources_drawn_from_the_producing_assets(snapshot):
+    assets, jobs = snapshot["assets"], snapshot["job_assets"]
+    dbt_keys = sorted(k for k in assets if k.startswith("postgres/dbt/"))
+    assert [k for k in dbt_keys if k.startswith("postgres/dbt/fct_")] == [f"postgres/dbt/{m}" for m in DBT_MARTS]
+    for key in dbt_keys:
+        assert assets[key]["daily"] and assets[key]["backfill"] and assets[key]["group"] == "warehouse", key
+    # a day's refresh exports that day and then builds it in dbt; the users dimension is exported before the days
+    assert set(dbt_keys) <= set(jobs["daily_refresh_job"])
+    assert jobs["dimensions_refresh_job"] == ["postgres/bronze/users"]
+    deps = {k.removeprefix("postgres/dbt/"): assets[k]["deps"] for k in dbt_keys}
+    assert deps["stg_bronze__users"] == ["postgres/bronze/users"]
+    assert deps["stg_metrics__creator_daily"] == ["postgres/metrics/creator_metrics_daily"]
+    assert deps["stg_moderation__decisions"] == ["postgres/moderation/decisions"]
+    assert deps["int_post_interactions__enriched"] == [
+        "postgres/dbt/stg_bronze__interactions", "postgres/dbt/stg_bronze__posts", "postgres/dbt/stg_bronze__users"]
+    assert deps["fct_creator_audience_daily"] == ["postgres/dbt/int_post_interactions__enriched"]
+    assert deps["fct_creator_moderation_outcomes"] == ["postgres/dbt/stg_moderation__decisions",
+                                                       "postgres/dbt/stg_moderation__review_queue"]
+    checks = [c for c in snapshot["checks"] if c.startswith("postgres/dbt/fct_creator_audience_daily:")]
+    assert any("accepted_values" in c and "age_band" in c for c in checks), checks
+
+
+def test_dbt_build_arguments_name_the_partition_day():
+    from assets.warehouse.dbt_assets import build_args
+
+    assert build_args("2026-06-01") == ["build", "--vars", '{"day": "2026-06-01"}']
+    with pytest.raises(ValueError):
+        build_args("2026-06-01; drop table x")
+
+
+def test_dbt_counts_a_completion_as_the_metrics_do():
+    import yaml
+
+    from socialpulse.metrics import COMPLETION_SHARE
+
+    project = yaml.safe_load((ROOT / "dbt" / "dbt_project.yml").read_text())
+    assert project["vars"]["completion_share"] == COMPLETION_SHARE
+
+
+def test_notifications_asset_job_and_sensor(snapshot):
+    asset = snapshot["assets"]["postgres/notifications/from_assets"]
+    assert asset["daily"] and asset["backfill"] and asset["group"] == "notifications"
+    # derived from the metrics: it runs in the shared refreshes (today's partition every 15 minutes)
+    assert "postgres/notifications/from_assets" in snapshot["job_assets"]["daily_refresh_job"]
+    assert "notification_delivery_job" in snapshot["jobs"] and "notification_delivery_sensor" in snapshot["sensors"]
+
+
+def test_the_audience_mart_has_the_columns_and_age_bands_the_dashboard_reads():
+    import yaml
+
+    from socialpulse import audience
+
+    marts = yaml.safe_load((ROOT / "dbt" / "models" / "marts" / "_marts__models.yml").read_text())
+    model = next(m for m in marts["models"] if m["name"] == "fct_creator_audience_daily")
+    columns = {c["name"]: c for c in model["columns"]}
+    assert list(columns) == ["creator_id", "activity_date", "country", "age_band", *audience.FIGURES]
+    bands = next(t["accepted_values"]["arguments"]["values"] for t in columns["age_band"]["data_tests"]
+                 if isinstance(t, dict) and "accepted_values" in t)
+    assert tuple(bands) == audience.AGE_BANDS
+    assert model["config"]["contract"]["enforced"]

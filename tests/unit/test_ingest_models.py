@@ -9,7 +9,19 @@ import pytest
 from pydantic import ValidationError
 
 from socialpulse.contracts import BRONZE, ContractError, conform
-from socialpulse.ingest import EventBatch, EventIn, MediaObject, PostIn, event_rows, post_payload, post_rows
+from socialpulse.ingest import (
+    USERS_STREAM,
+    EventBatch,
+    EventIn,
+    MediaObject,
+    PostIn,
+    UserIn,
+    event_rows,
+    payload_rows,
+    post_payload,
+    post_rows,
+    utc_now,
+)
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -194,3 +206,40 @@ def test_impression_rows_fit_the_bronze_contract():
     assert table.num_rows == 1 and table["event_date"][0].as_py() == NOW.date()
     with pytest.raises(ContractError, match="impressions.served_at: .* has no time zone"):
         payload_rows(IMPRESSIONS_STREAM, {**json.loads(payload), "served_at": "2026-03-01T12:00:00"})
+
+
+def user(**kw):
+    return {"user_id": "u1", "handle": "maya_2", "country": "US", "language": "en", "birth_year": 2004, **kw}
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"birth_year": 1899}, "birth_year must be between 1900 and"),
+        ({"birth_year": utc_now().year - 12}, f"and {utc_now().year - 13} (users must be at least 13), got "
+                                              f"{utc_now().year - 12}"),
+        ({"birth_year": "soon"}, "birth_year: Input should be a valid integer"),
+        ({"country": "usa"}, "country: String should match pattern"),
+        ({"handle": "no spaces"}, "handle: String should match pattern"),
+        ({"age": 20}, "age: Extra inputs are not permitted"),
+    ],
+)
+def test_user_rules_refuse_with_a_precise_message(fields, message):
+    with pytest.raises(ValidationError) as exc:
+        UserIn.model_validate(user(**fields))
+    assert message in errors(exc.value)
+
+
+def test_user_rows_fit_the_bronze_contract_with_or_without_a_birth_year():
+    oldest = UserIn.model_validate(user(birth_year=1900, created_at=NOW))
+    youngest = UserIn.model_validate(user(user_id="u2", birth_year=utc_now().year - 13, created_at=NOW))
+    undeclared = UserIn.model_validate({"user_id": "u3", "handle": "anon", "created_at": NOW})
+    # what the drain reads back from the stream: the JSON the API enqueued
+    rows = [r for u in (oldest, youngest, undeclared)
+            for r in payload_rows(USERS_STREAM, json.loads(u.model_dump_json(exclude_none=True)))["users"]]
+    table = conform(BRONZE["users"], rows)
+    assert table["birth_year"].to_pylist() == [1900, utc_now().year - 13, None]
+    assert table["is_creator"].to_pylist() == [False] * 3 and table["created_at"][0].as_py() == NOW
+    # a retry repeats the change's id; a later change of the same user is a new record
+    assert oldest.record_id == UserIn.model_validate(user(birth_year=1900, created_at=NOW)).record_id
+    assert oldest.record_id != UserIn.model_validate(user(created_at=NOW + dt.timedelta(days=1))).record_id

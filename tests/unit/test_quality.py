@@ -118,6 +118,20 @@ def test_users_check_reads_the_unpartitioned_table(local_settings):
     assert result.metadata["rows_checked"].value == 2
 
 
+def test_users_written_before_birth_year_are_checked_and_an_implausible_birth_year_is_caught(local_settings):
+    # a users table written before the contract had birth_year: its rows read the column as null
+    old = conform(USERS, [dict(user_id="u1", handle="a", is_creator=False, created_at=at(DAY, 1))])
+    write_deltalake(lake.table_uri(USERS, local_settings), old.drop_columns(["birth_year"]))
+    rows, _ = read_recent(local_settings, "users")
+    assert rows.column_names == USERS.schema.names and rows["birth_year"].to_pylist() == [None]
+    assert _run_check("users").passed
+    planted = conform(USERS, [dict(user_id="u2", handle="b", is_creator=False, created_at=at(DAY, 2),
+                                   birth_year=DAY.year)])  # a newborn, written by some other path
+    lake.append(USERS, planted, settings=local_settings)
+    failed = _run_check("users")
+    assert not failed.passed and any("birth_year between 1900 and" in f for f in failed.metadata["failures"].value)
+
+
 @pytest.mark.parametrize("table", ["posts", "media", "comments", "follows"])
 def test_empty_tables_pass(local_settings, table):
     assert _run_check(table).passed

@@ -89,6 +89,16 @@ def test_world_shape_and_referential_integrity(world_tables):
     assert truth.num_rows == posts.num_rows
 
 
+def test_users_have_young_skewed_optional_birth_years(world_tables):
+    world, tables, _, _ = world_tables
+    years = tables["users"]["birth_year"]
+    assert years.type == pa.int16()
+    assert 0.03 < years.null_count / len(years) < 0.15  # optional at sign-up: some users leave it empty
+    ages = START.year - np.asarray(years.drop_null(), dtype=int)
+    assert ages.min() >= 13 and ages.max() <= 65
+    assert 18 <= np.median(ages) <= 28 and (ages < 25).mean() > 0.5 and (ages >= 45).mean() < 0.1
+
+
 def test_views_are_mostly_in_the_viewers_cluster(world_tables):
     world, tables, truth, _ = world_tables
     cluster_of_user = dict(zip(world.users["user_id"].to_pylist(), world.user_cluster.tolist()))

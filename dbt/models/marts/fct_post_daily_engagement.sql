@@ -1,3 +1,6 @@
+{#- unique_key is the day: a partition's run deletes that day's rows and inserts them anew -#}
+{{ config(materialized='incremental', unique_key='activity_date') }}
+
 with posts as (
 
     select * from {{ ref('stg_bronze__posts') }}
@@ -7,7 +10,7 @@ with posts as (
 interactions as (
 
     select * from {{ ref('stg_bronze__interactions') }}
-    where post_id is not null
+    where post_id is not null and {{ on_partition_day('event_date') }}
 
 ),
 

@@ -1,7 +1,9 @@
 """Creator analytics, served from Postgres only (schema ``metrics``, written by the metrics asset).
 
 ``GET /v1/creators/{creator_id}/analytics`` returns the creator's figures per hour or per day over a window,
-every bucket present (zeros where nothing happened), and the window's totals.
+every bucket present (zeros where nothing happened), and the window's totals. ``GET
+/v1/creators/{creator_id}/dashboard`` returns everything the creator dashboard (``/creators/{creator_id}``)
+draws, each section on its own ("not built yet" where its table is missing).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from fastapi import APIRouter, Path, Query
 
 from serving.deps import PgPoolDep
 from serving.errors import ApiError, call_store
-from socialpulse import metrics
+from socialpulse import dashboard, metrics
 
 router = APIRouter(tags=["creators"])
 
@@ -93,3 +95,37 @@ async def creator_analytics(
     series = [{**r, "bucket": r["bucket"].isoformat()} for r in rows]
     return {"creator_id": creator_id, "granularity": granularity, "from": begin.isoformat(), "to": stop.isoformat(),
             "series": series, "totals": metrics.totals(rows)}
+
+
+#: checked by :func:`socialpulse.dashboard.window` (a 400 with the range), not by FastAPI's validation (a 422)
+DashboardDays = Annotated[int, Query(description=f"the last N UTC days, today included (1..{dashboard.MAX_DAYS})",
+                                     json_schema_extra={"minimum": 1, "maximum": dashboard.MAX_DAYS})]
+
+
+def _dashboard(pool, creator_id: str, begin: dt.datetime, stop: dt.datetime) -> dict:
+    with pool.connection() as conn:
+        return dashboard.creator_dashboard(conn, creator_id, begin, stop)
+
+
+@router.get(
+    "/v1/creators/{creator_id}/dashboard",
+    summary="Everything a creator's dashboard shows: series, totals, top posts, virality, audience",
+    responses={400: {"description": f"days outside 1..{dashboard.MAX_DAYS}"},
+               503: {"description": "Postgres unavailable"}},
+)
+async def creator_dashboard(
+    creator_id: CreatorId,
+    pool: PgPoolDep,
+    days: DashboardDays = dashboard.DEFAULT_DAYS,
+) -> dict:
+    """Over the last ``days`` days: ``series`` (the creator's figures per day, oldest first, every day present),
+    ``totals`` (as in the analytics route), ``top_posts`` (most viewed posts, with their figures and engagement
+    rate), ``virality`` (the latest predicted probability that each recent post reaches the top decile of 7-day
+    reach) and ``audience`` (views, unique viewers and watch time ``by_country`` and ``by_age_band``). Each
+    section has a ``status``: ``ok``, or ``not_built`` with a ``message`` while its table does not exist yet."""
+    try:
+        begin, stop = dashboard.window(days, dt.datetime.now(dt.timezone.utc))
+    except ValueError as exc:
+        raise ApiError(400, str(exc), field="days") from None
+    sections = await call_store("analytics store", _dashboard, pool, creator_id, begin, stop)
+    return {"creator_id": creator_id, "days": days, "from": begin.isoformat(), "to": stop.isoformat(), **sections}

@@ -1,4 +1,4 @@
-"""Ingestion: events (JSON batches) and posts (a JSON form field plus a streamed media file).
+"""Ingestion: events (JSON batches), posts (a JSON form field plus a streamed media file) and users (JSON).
 
 Accepted records go to the Redis ingest streams (deduplicated by their client id, so a retried request
 adds nothing) and media bytes to the media store; the drain lands them in bronze Delta later.
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from serving.deps import RedisDep, SettingsDep
 from serving.errors import ApiError, call_store, validation_error
 from serving.multipart import StreamingMultipart
-from socialpulse.ingest import EventBatch, MediaObject, PostIn, enqueue_events, enqueue_post
+from socialpulse.ingest import EventBatch, MediaObject, PostIn, UserIn, enqueue_events, enqueue_post, enqueue_user
 from socialpulse.media import staged_upload
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -60,6 +60,11 @@ class MediaAccepted(BaseModel):
     @classmethod
     def of(cls, media: MediaObject) -> "MediaAccepted":
         return cls(content_type=media.content_type, size=media.size, sha256=media.sha256)
+
+
+class UserAccepted(BaseModel):
+    user_id: str
+    duplicate: bool
 
 
 class PostAccepted(BaseModel):
@@ -149,6 +154,37 @@ async def post_events(request: Request, settings: SettingsDep, redis: RedisDep) 
     accepted, duplicates = await call_store(INGEST_QUEUE, enqueue_events, redis, batch.events,
                                             settings.ingest_dedupe_ttl_s)
     return EventsAccepted(accepted=accepted, duplicates=duplicates)
+
+
+#: a user's JSON is small (ids, handle, country, language, birth year)
+USER_JSON_LIMIT = 16 * 1024
+
+
+@router.post(
+    "/users",
+    status_code=202,
+    response_model=UserAccepted,
+    summary="Sign up a user or change a profile (the latest change per user_id wins)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline_schema(UserIn), "example": {
+                "user_id": "u-42", "handle": "maya", "country": "US", "language": "en", "birth_year": 2004}}},
+        }
+    },
+    responses={413: {"description": "too large a body"}, 422: {"description": "invalid user fields"}, **UNAVAILABLE},
+)
+async def post_users(request: Request, settings: SettingsDep, redis: RedisDep) -> UserAccepted:
+    """Validate the user (birth_year optional, from 1900 to this year minus 13), then enqueue it; a retry of the
+    same change (same user_id and created_at) is answered as a duplicate."""
+    _require_content_type(request, "application/json")
+    data = _parse_json(await _read_body(request, USER_JSON_LIMIT, "user"), "request body")
+    try:
+        user = UserIn.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(), ("body",)) from None
+    queued = await call_store(INGEST_QUEUE, enqueue_user, redis, user, settings.ingest_dedupe_ttl_s)
+    return UserAccepted(user_id=user.user_id, duplicate=not queued)
 
 
 @router.post(

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path
 
 from serving.deps import PgPoolDep, RedisDep, SettingsDep
 from serving.errors import ApiError, call_store
-from socialpulse import moderation
+from socialpulse import moderation, virality
 from socialpulse.ingest import ID_PATTERN, POSTS_STREAM, seen_key
 
 log = logging.getLogger("serving")
@@ -65,6 +65,36 @@ async def post_stats(post_id: PostId, settings: SettingsDep, redis: RedisDep) ->
     if stats is None:
         raise ApiError(404, f"no stats for post {post_id}")
     return {"post_id": post_id, "stats": _plain(stats), "restricted": action in moderation.NOT_RECOMMENDED}
+
+
+def _virality_read(pool, post_id: str) -> dict | None:
+    with pool.connection() as conn:
+        return virality.for_post(conn, post_id)
+
+
+@router.get(
+    "/{post_id}/virality",
+    summary="The predicted chance that a post reaches the top decile of 7-day reach",
+    responses={
+        404: {"description": "no prediction for this post (older than 48 h when predictions began, not yet an hour "
+                             "old, or no such post)"},
+        503: {"description": "predictions not built yet, or Postgres unavailable"},
+    },
+)
+async def post_virality(post_id: PostId, pool: PgPoolDep, redis: RedisDep) -> dict:
+    """The virality champion's latest prediction for the post (refreshed hourly while it is younger than 48 h):
+    ``probability`` of reaching more than ``reach_threshold`` unique viewers in its first 7 days (the top
+    decile when the model was trained), made after ``observed_hours`` of its life with ``views_so_far``."""
+    action = await _gate(redis, post_id)
+    try:
+        row = await call_store("analytics store", _virality_read, pool, post_id)
+    except virality.ViralityNotBuilt as exc:
+        raise ApiError(503, str(exc)) from None
+    if row is None:
+        raise ApiError(404, f"no virality prediction for post {post_id}: posts are scored hourly from their first hour "
+                            "until they are 48 hours old")
+    return {**_plain(row), "top_share": virality.TOP_SHARE, "likely_viral": row["probability"] >= virality.LIKELY,
+            "restricted": action in moderation.NOT_RECOMMENDED}
 
 
 async def _gate(redis, post_id: str) -> str | None:

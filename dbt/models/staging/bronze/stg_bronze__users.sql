@@ -12,6 +12,7 @@ renamed as (
         country,
         language,
         is_creator,
+        birth_year,
         created_at
 
     from source
