@@ -215,6 +215,13 @@ def load_demo_hatexplain(settings: Settings, progress: Callable[[str], None] | N
     return load_hatexplain(settings, path or HATEXPLAIN_DIR, progress=progress, post_splits=DEMO_HATEXPLAIN_POSTS)
 
 
+def _succeeded(what: str, result: dict) -> dict:
+    """A demo step's summary, or a clear stop naming the failed runs to look at."""
+    if result["failed"]:
+        raise RuntimeError(f"{what} failed: {result['failed']} (see the runs in the Dagster UI)")
+    return result
+
+
 def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui: bool, echo, progress,
              hatexplain=None) -> dict:
     from socialpulse.loaders import CRISISLEX_SAMPLE, HATEXPLAIN_DAYS, load_crisislex
@@ -222,15 +229,6 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     from socialpulse.synthetic import load_synthetic
 
     steps = 11
-
-    def step(failure: str, key: str | None, result: dict) -> dict:
-        """Record a step's summary; a failed run stops the demo with the runs to look at."""
-        if result["failed"]:
-            raise RuntimeError(f"{failure} failed: {result['failed']} (see the runs in the Dagster UI)")
-        if key:
-            summary[key] = result
-        return result
-
     echo(f"1/{steps} starting the embedded services")
     services_up(settings, echo=progress)
     echo(f"2/{steps} loading a synthetic world ({users} users, {posts} posts, {days} days), HateXplain and the "
@@ -243,26 +241,27 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     report_bronze_loaded(settings, load_demo_hatexplain(settings, progress, hatexplain), "hatexplain")
     report_bronze_loaded(settings, load_crisislex(settings, CRISISLEX_SAMPLE, progress=progress), "crisislex")
     echo(f"3/{steps} materializing every asset for {start} .. {today}")
-    summary = step("materialization", None, materialize_all(settings, start, today, progress=progress))
+    summary = _succeeded("materialization", materialize_all(settings, start, today, progress=progress))
     echo(f"4/{steps} training the text moderation model on HateXplain (the production recipe) and moderating every "
          "post (synthetic world and the HateXplain test split)")
     hatexplain_days = sorted(HATEXPLAIN_DAYS[s] for s in DEMO_HATEXPLAIN_POSTS)
-    step("moderation", "moderation",
-         moderate_all(settings, hatexplain_days + days_between(start, today), progress=progress))
+    summary["moderation"] = _succeeded(
+        "moderation", moderate_all(settings, hatexplain_days + days_between(start, today), progress=progress))
     echo(f"5/{steps} embedding posts into the search index and computing user interest vectors")
     world_days = days_between(start, today)
     # interests as of every day: the feed's training set reads each impression's interest as of the day before
-    step("indexing", "content", index_all(settings, world_days, progress=progress))
+    summary["content"] = _succeeded("indexing", index_all(settings, world_days, progress=progress))
     echo(f"6/{steps} counting hashtags on Spark, scoring trends, grouping topics and hashtag statistics")
-    step("trends", "trends", trends_all(settings, world_days, progress=progress))
+    summary["trends"] = _succeeded("trends", trends_all(settings, world_days, progress=progress))
     echo(f"7/{steps} the For You feed: training set (Spark labels, Feast point in time), LambdaRank ranker (MLflow), "
          "serving state (Redis)")
-    step("feed", "feed", feed_all(settings, world_days[:-1], progress=progress))  # today: no impressions yet
+    # today has no impressions yet
+    summary["feed"] = _succeeded("feed", feed_all(settings, world_days[:-1], progress=progress))
     echo(f"8/{steps} the virality model (LightGBM beside the Szabo-Huberman baseline, MLflow) and its predictions "
          "for posts younger than 48 h")
-    step("virality", "virality", virality_all(settings, progress=progress))
+    summary["virality"] = _succeeded("virality", virality_all(settings, progress=progress))
     echo(f"9/{steps} the dbt marts for today (moderation outcomes now published) and the dbt docs site")
-    step("dbt", "warehouse", warehouse_docs(settings, today, progress=progress))
+    summary["warehouse"] = _succeeded("dbt", warehouse_docs(settings, today, progress=progress))
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if start_ui:
         echo(f"10/{steps} starting the API, the Dagster UI and the live moderation worker")

@@ -358,8 +358,6 @@ def write_day(settings, day: dt.date | str) -> dict[str, int]:
 
 
 # --- reads (the creator dashboard) ----------------------------------------------------------------------------
-#: the figures a post's row in :func:`top_posts` carries, in order
-POST_FIGURES = tuple(name for name, _ in _FIGURES)
 
 
 def top_posts(conn: psycopg.Connection, creator_id: str, start: dt.datetime, end: dt.datetime,
@@ -369,7 +367,7 @@ def top_posts(conn: psycopg.Connection, creator_id: str, start: dt.datetime, end
     engagement rate, most viewed first (ties by post id). Posts without a view in the window are left out."""
     if _layout(conn, POST_DAILY) is None:
         raise MetricsNotBuilt("the post metrics are not built yet (the metrics asset has not run)")
-    figures = ", ".join(f"sum({n})::{'float8' if n == 'watch_time_s' else 'bigint'} AS {n}" for n in POST_FIGURES)
+    figures = ", ".join(f"sum({n})::{pg_type(t)} AS {n}" for n, t in _FIGURES)
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         rows = cur.execute(
             f"""SELECT post_id, {figures}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,8 +377,6 @@ def train_and_evaluate(rows: pa.Table, reach_7d: Mapping[str, int], champion: Vi
     hours = rows["observed_hours"].to_numpy(zero_copy_only=False)
     log_views = rows["log_views"].to_numpy(zero_copy_only=False)
     tr, va, te = masks["train"], masks["validation"], masks["test"]
-    import time
-
     t0 = time.perf_counter()
     model = ViralityModel.train(X[tr], y[tr], X[va], y[va], threshold)
     train_s = time.perf_counter() - t0

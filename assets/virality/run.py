@@ -89,7 +89,7 @@ def train_and_register(settings: Settings, *, register: bool = True, log: Callab
     if register:
         reg = vm.log_and_promote(settings.mlflow, model, evaluation=evaluation,
                                  params={"features": list(vm.FEATURES), "observation_hours": list(vm.OBSERVATION_HOURS),
-                                         **{k: v for k, v in vm.PARAMS.items()}})
+                                         **vm.PARAMS})
         out.update({"registered_version": reg["version"], "promoted": reg["promoted"],
                     "champion_version": reg["champion_version"]})
         log(f"virality: registered version {reg['version']}, promoted={reg['promoted']} "

@@ -97,4 +97,3 @@ def copy_arrow(conn: psycopg.Connection, table: str | sql.Composable, rows: pa.T
             yield from zip(*(col.to_pylist() for col in batch.columns))
 
     return copy_rows(conn, table, rows.schema.names, tuples(), [pg_type(f.type) for f in rows.schema])
-
