@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from bench import BENCHES
+from cli.auth import auth
 from cli.common import day_range, fail, progress
 from cli.moderation import moderation
 from cli.notifications import notifications
@@ -31,6 +32,7 @@ def main() -> None:
     """
 
 
+main.add_command(auth)
 main.add_command(trends)
 main.add_command(moderation)
 main.add_command(notifications)

@@ -399,52 +399,82 @@ def payload_rows(stream: str, payload: Mapping[str, Any]) -> dict[str, list[dict
 
 # --- Redis Streams envelope ---------------------------------------------------------------------------
 
-# Atomically, per record: remember its id (SET NX EX) and, only when it is new, append it to the stream.
-# A retried request therefore never duplicates, and nothing is half-written (Lua scripts run atomically).
-# KEYS[1] = stream, KEYS[1+i] = seen key of record i; ARGV[1] = ttl, ARGV[2i], ARGV[2i+1] = id, payload.
+# Atomically: every record's id is checked first (SET NX EX of its seen key, valued with the owner, the user
+# who sent it); when any id is already held by another owner, nothing is written and those ids are returned
+# negative. Otherwise each new record is appended to the stream; a retried id of the same owner is a
+# duplicate. A retried request therefore never duplicates, nobody can take or shadow another user's ids, and
+# nothing is half-written (Lua scripts run atomically). Seen keys written before owners were recorded hold '1'
+# and count as the caller's own.
+# KEYS[1] = stream, KEYS[1+i] = seen key of record i; ARGV[1] = ttl, ARGV[3i-1], ARGV[3i], ARGV[3i+1] = id,
+# payload, owner of record i. Returns one flag per record: 1 appended, 0 duplicate, -1 id held by another owner.
 _ENQUEUE_LUA = """
 local ttl = tonumber(ARGV[1])
 local flags = {}
+local conflict = false
 for i = 2, #KEYS do
-  local id = ARGV[2 * (i - 1)]
-  local payload = ARGV[2 * (i - 1) + 1]
-  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
-    redis.call('XADD', KEYS[1], '*', 'id', id, 'payload', payload)
+  local held = redis.call('GET', KEYS[i])
+  if held == false then
     flags[#flags + 1] = 1
-  else
+  elseif held == ARGV[3 * (i - 1) + 1] or held == '1' then
     flags[#flags + 1] = 0
+  else
+    flags[#flags + 1] = -1
+    conflict = true
+  end
+end
+if conflict then return flags end
+for i = 2, #KEYS do
+  if flags[i - 1] == 1 then
+    local id = ARGV[3 * (i - 1) - 1]
+    local payload = ARGV[3 * (i - 1)]
+    redis.call('SET', KEYS[i], ARGV[3 * (i - 1) + 1], 'EX', ttl)
+    redis.call('XADD', KEYS[1], '*', 'id', id, 'payload', payload)
   end
 end
 return flags
 """
 
 
+class IdConflict(Exception):
+    """Record ids another user already holds (nothing of the request was enqueued)."""
+
+    def __init__(self, ids: list[str]):
+        super().__init__(", ".join(ids))
+        self.ids = ids
+
+
 def seen_key(stream: str, record_id: str) -> str:
     return f"{SEEN_PREFIX}{stream}:{record_id}"
 
 
-def enqueue(redis, stream: str, items: Sequence[tuple[str, str]], ttl: int) -> list[bool]:
+def enqueue(redis, stream: str, items: Sequence[tuple[str, str]], ttl: int, owner: str | Sequence[str]) -> list[bool]:
     """Append ``(id, payload)`` items to ``stream`` unless their id was seen within ``ttl`` seconds.
 
-    Returns one flag per item: True when it was appended, False when it was a duplicate.
+    ``owner`` is the user who sends them (one for all, or one per item). Returns one flag per item: True when
+    it was appended, False when it was a duplicate (a retry by its owner). Raises :class:`IdConflict`, having
+    enqueued nothing, when another user holds any of the ids.
     """
     if not items:
         return []
     if ttl <= 0:
         raise ValueError("ttl must be positive (seconds the ingest dedupe keys live)")
     keys = [stream] + [seen_key(stream, record_id) for record_id, _ in items]
+    owners = [owner] * len(items) if isinstance(owner, str) else list(owner)
     args: list[Any] = [int(ttl)]
-    for record_id, payload in items:
-        args.extend((record_id, payload))
-    flags = redis.register_script(_ENQUEUE_LUA)(keys=keys, args=args)
-    return [bool(int(f)) for f in flags]
+    for (record_id, payload), who in zip(items, owners, strict=True):
+        args.extend((record_id, payload, who))
+    flags = [int(f) for f in redis.register_script(_ENQUEUE_LUA)(keys=keys, args=args)]
+    taken = [record_id for (record_id, _), f in zip(items, flags) if f < 0]
+    if taken:
+        raise IdConflict(taken)
+    return [f == 1 for f in flags]
 
 
 def enqueue_events(redis, records: Sequence[EventIn], ttl: int) -> tuple[int, int]:
-    """Enqueue validated events on ``ingest:events``; return ``(accepted, duplicates)``."""
-    flags = enqueue(
-        redis, EVENTS_STREAM, [(r.event_id, r.model_dump_json(exclude_none=True)) for r in records], ttl
-    )
+    """Enqueue validated events on ``ingest:events`` (each owned by its ``user_id``); return ``(accepted,
+    duplicates)``."""
+    flags = enqueue(redis, EVENTS_STREAM, [(r.event_id, r.model_dump_json(exclude_none=True)) for r in records],
+                    ttl, [r.user_id for r in records])
     accepted = sum(flags)
     return accepted, len(flags) - accepted
 
@@ -456,9 +486,10 @@ def impression_items(records: Sequence[ImpressionIn]) -> list[tuple[str, str]]:
 
 def enqueue_post(redis, post: PostIn, media: MediaObject | None, ttl: int) -> bool:
     """Enqueue a validated post (with its stored media) on ``ingest:posts``; False if it was a duplicate."""
-    return enqueue(redis, POSTS_STREAM, [(post.post_id, post_payload(post, media))], ttl)[0]
+    return enqueue(redis, POSTS_STREAM, [(post.post_id, post_payload(post, media))], ttl, post.author_id)[0]
 
 
 def enqueue_user(redis, user: UserIn, ttl: int) -> bool:
     """Enqueue a validated user row on ``ingest:users``; False if this change was already queued."""
-    return enqueue(redis, USERS_STREAM, [(user.record_id, user.model_dump_json(exclude_none=True))], ttl)[0]
+    return enqueue(redis, USERS_STREAM, [(user.record_id, user.model_dump_json(exclude_none=True))], ttl,
+                   user.user_id)[0]

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: the probability at which a virality prediction reads "likely viral" (the API's flag, the author's notification)
@@ -87,6 +87,33 @@ class Settings(BaseSettings):
     notifications_interval_s: int = Field(default=30, ge=1, description="seconds between ticks of the "
                                           "notification delivery sensor")
 
+    # identity (socialpulse/auth.py): OAuth2 bearer tokens (JWT)
+    auth_issuer: str = Field(default="socialpulse-dev", description="the 'iss' every token must carry (production: "
+                             "the identity provider's issuer URL)")
+    auth_audience: str = Field(default="socialpulse-api", description="the 'aud' every token must carry")
+    auth_jwks_url: str | None = Field(default=None, description="the identity provider's JWKS URL (production); "
+                                      "unset: tokens are verified against the embedded signer's key")
+    auth_signing_key: Path | None = Field(default=None, description="a PEM private key the platform signs its own "
+                                          "tokens with (default: a development key generated under HOME/auth/)")
+    audit_key: SecretStr | None = Field(default=None, description="the key the audit log pseudonymises user and post "
+                                        "ids with (default: one generated under HOME/auth/; production must set it)")
+    auth_token_ttl_s: int = Field(default=24 * 3600, ge=60, description="lifetime of tokens the embedded signer issues")
+    # rate limits (serving/ratelimit.py): requests per minute per token and per client IP, by budget; 0 = no limit
+    rate_limit_ingest_per_min: int = Field(default=120, ge=0, description="event batches and profile writes per token")
+    rate_limit_uploads_per_min: int = Field(default=30, ge=0, description="posts (with media) per token")
+    rate_limit_reads_per_min: int = Field(default=600, ge=0, description="reads per token (anonymous reads: per IP)")
+    rate_limit_ip_factor: int = Field(default=10, ge=1, description="a client IP's budget is this many tokens' worth "
+                                      "(many users share an IP behind a NAT)")
+    # encryption in transit (deploy/SECURITY.md): enforced in production
+    postgres_sslrootcert: Path | None = Field(default=None, description="CA bundle the Postgres server certificate "
+                                              "is verified against (with sslmode=verify-full in the DSN)")
+    redis_ssl_ca_certs: Path | None = Field(default=None, description="CA bundle a rediss:// server certificate is "
+                                            "verified against")
+    # encryption at rest of media on S3-compatible storage (deploy/SECURITY.md)
+    media_sse: Literal["none", "AES256", "aws:kms"] = Field(default="none", description="server-side encryption of "
+                                                           "media objects on S3-compatible storage")
+    media_sse_kms_key_id: str | None = Field(default=None, description="the KMS key of media_sse=aws:kms")
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
         if self.env == "production":
@@ -103,6 +130,23 @@ class Settings(BaseSettings):
             if self.notifications_provider == "recording":
                 raise ValueError("SOCIALPULSE_ENV=production refuses the recording notification provider; set "
                                  "SOCIALPULSE_NOTIFICATIONS_PROVIDER=webpush and SOCIALPULSE_WEBPUSH_VAPID_PRIVATE_KEY")
+            if self.auth_jwks_url is None:
+                raise ValueError("SOCIALPULSE_ENV=production refuses the embedded development signing key; set "
+                                 "SOCIALPULSE_AUTH_JWKS_URL (and SOCIALPULSE_AUTH_ISSUER) to the identity provider's")
+            if self.auth_signing_key is not None and self.auth_signing_key.name == "dev-signing-key.pem":
+                raise ValueError("SOCIALPULSE_ENV=production refuses the development signing key "
+                                 f"({self.auth_signing_key}); production tokens come from the identity provider")
+            if self.auth_issuer == "socialpulse-dev":
+                raise ValueError("SOCIALPULSE_ENV=production refuses the development issuer 'socialpulse-dev'; set "
+                                 "SOCIALPULSE_AUTH_ISSUER to the identity provider's issuer")
+            if self.audit_key is None:
+                raise ValueError("SOCIALPULSE_ENV=production needs SOCIALPULSE_AUDIT_KEY (the audit log's "
+                                 "pseudonymisation key, from the secret store)")
+            insecure = production_transport_problems(self)
+            if insecure:
+                raise ValueError("SOCIALPULSE_ENV=production refuses unencrypted connections: " + "; ".join(insecure))
+        if self.media_sse == "aws:kms" and not self.media_sse_kms_key_id:
+            raise ValueError("SOCIALPULSE_MEDIA_SSE=aws:kms needs SOCIALPULSE_MEDIA_SSE_KMS_KEY_ID")
         if self.notifications_provider == "webpush" and not self.webpush_vapid_private_key:
             raise ValueError("SOCIALPULSE_NOTIFICATIONS_PROVIDER=webpush needs SOCIALPULSE_WEBPUSH_VAPID_PRIVATE_KEY")
         return self
@@ -122,11 +166,13 @@ class Settings(BaseSettings):
 
     @property
     def postgres(self) -> str:
-        return self.postgres_dsn or f"postgresql://postgres@127.0.0.1:{self.postgres_port}/{self.postgres_db}"
+        dsn = self.postgres_dsn or f"postgresql://postgres@127.0.0.1:{self.postgres_port}/{self.postgres_db}"
+        return _with_query(dsn, "sslrootcert", self.postgres_sslrootcert)
 
     @property
     def redis(self) -> str:
-        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+        return _with_query(self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0", "ssl_ca_certs",
+                           self.redis_ssl_ca_certs)
 
     @property
     def spark(self) -> str:
@@ -155,6 +201,34 @@ class Settings(BaseSettings):
 
     def table_uri(self, layer: str, name: str) -> str:
         return f"{self.lake.rstrip('/')}/{layer}/{name}"
+
+
+def _with_query(url: str, name: str, value: Path | None) -> str:
+    """``url`` with ``name=value`` added to its query (unless unset or already there): a CA bundle setting
+    reaches libpq (``sslrootcert``) and redis-py (``ssl_ca_certs``) through the URL every client is built from."""
+    if value is None or f"{name}=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{name}={value}"
+
+
+#: sslmode values that encrypt and verify the Postgres server (libpq)
+VERIFIED_SSLMODES = ("verify-full", "verify-ca")
+
+
+def production_transport_problems(settings: Settings) -> list[str]:
+    """What in the store URLs would travel unencrypted or unverified (production refuses to start with any)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    problems = []
+    if settings.postgres_dsn is not None:
+        mode = parse_qs(urlsplit(settings.postgres_dsn).query).get("sslmode", [""])[0]
+        if mode not in VERIFIED_SSLMODES:
+            problems.append(f"SOCIALPULSE_POSTGRES_DSN needs sslmode=verify-full (got {mode or 'none'})")
+    if settings.redis_url is not None and not settings.redis_url.startswith("rediss://"):
+        problems.append("SOCIALPULSE_REDIS_URL needs the rediss:// (TLS) scheme")
+    if settings.mlflow_tracking_uri is not None and settings.mlflow_tracking_uri.startswith("http://"):
+        problems.append("SOCIALPULSE_MLFLOW_TRACKING_URI needs https://")
+    return problems
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from socialpulse.runtime import OFFLINE_DEFAULTS
+from tests.tokens import bearer
 
 # the offline defaults before any test imports transformers, dbt, GX or Spark
 for _k, _v in OFFLINE_DEFAULTS.items():
@@ -175,3 +176,9 @@ def redis_settings(redis_only, tmp_path):
         return settings
 
     return make
+
+
+@pytest.fixture(scope="session")
+def auth_headers():
+    """``auth_headers(settings, user_id, role='user')``: see :func:`bearer`."""
+    return bearer

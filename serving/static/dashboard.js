@@ -311,12 +311,33 @@
     renderAudience(document.getElementById("chart-country"), document.getElementById("chart-age"), data.audience);
   }
 
+  // the bearer token: handed over once in the address's fragment (#token=..., never sent to a server, removed
+  // from the address at once), then kept for this tab in sessionStorage
+  var TOKEN_KEY = "socialpulse.token";
+  function bearerToken() {
+    var m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    if (m) {
+      sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
   function main() {
-    var id = creatorId(), days = chosenDays();
+    var id = creatorId(), days = chosenDays(), token = bearerToken();
     document.getElementById("creator-name").textContent = "@" + id;
     document.title = id + " · Creator dashboard · SocialPulse";
     renderNav(days);
-    fetch("/v1/creators/" + encodeURIComponent(id) + "/dashboard?days=" + days, { headers: { Accept: "application/json" } })
+    if (!token) {
+      var box = document.getElementById("page-error");
+      box.textContent = "Sign in first: open this page with #token=<your token> at the end of its address " +
+        "(a development token: socialpulse auth token --user " + id + ").";
+      box.hidden = false;
+      document.body.dataset.ready = "error";
+      return;
+    }
+    fetch("/v1/creators/" + encodeURIComponent(id) + "/dashboard?days=" + days,
+          { headers: { Accept: "application/json", Authorization: "Bearer " + token } })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) {
           if (!r.ok) throw new Error(body.error || "the dashboard could not be read (HTTP " + r.status + ")");

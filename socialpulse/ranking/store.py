@@ -186,4 +186,4 @@ def write_served(redis, user_id: str, request_id: str, served: Sequence[str], re
         pipe.set(page_key(request_id), json.dumps(rest), ex=PAGE_TTL_S)
     pipe.execute()
     if impressions:
-        enqueue(redis, stream, impressions, dedupe_ttl_s)
+        enqueue(redis, stream, impressions, dedupe_ttl_s, user_id)

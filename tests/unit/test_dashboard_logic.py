@@ -13,6 +13,7 @@ from serving.app import create_app
 from socialpulse import audience, dashboard
 from socialpulse.metrics import MetricsNotBuilt
 from socialpulse.settings import Settings
+from tests.tokens import bearer
 
 UTC = dt.timezone.utc
 
@@ -72,7 +73,7 @@ def test_every_age_band_in_order_with_zeros_and_strays_as_unknown():
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     settings = Settings(home=tmp_path_factory.mktemp("dash"), redis_port=1, postgres_port=1, mlflow_port=1)
-    with TestClient(create_app(settings, warm=False)) as c:
+    with TestClient(create_app(settings, warm=False), headers=bearer(settings, "c1")) as c:
         yield c
 
 
@@ -96,7 +97,15 @@ def test_the_page_is_not_in_the_openapi_schema_but_the_dashboard_read_is(client)
     op = paths["/v1/creators/{creator_id}/dashboard"]["get"]
     days = next(p for p in op["parameters"] if p["name"] == "days")
     assert days["schema"]["minimum"] == 1 and days["schema"]["maximum"] == dashboard.MAX_DAYS
-    assert {"400", "503"} <= set(op["responses"])
+    assert {"400", "401", "403", "503"} <= set(op["responses"])
+
+
+def test_a_creator_reads_only_its_own_dashboard(client):
+    settings = client.app.state.settings
+    assert client.get("/v1/creators/c2/dashboard?days=0", headers=bearer(settings, "c1")).status_code == 403
+    assert client.get("/v1/creators/c2/dashboard?days=0", headers=bearer(settings, "a1", "admin")).status_code == 400
+    r = client.get("/v1/creators/c1/dashboard?days=0", headers={"Authorization": ""})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize("days, status", [("0", 400), ("367", 400), ("-1", 400), ("ten", 422)])

@@ -204,9 +204,8 @@ def test_settings_pick_and_guard_the_provider(monkeypatch):
     assert Settings().notifications_provider == "recording"
     with pytest.raises(ValidationError, match="VAPID_PRIVATE_KEY"):
         Settings(notifications_provider="webpush")
-    stores = dict(lake_uri="s3://l", media_uri="/m", postgres_dsn="postgresql://h/db", redis_url="redis://h",
-                  spark_remote="sc://h:1", mlflow_tracking_uri="http://h")
+    from tests.unit.test_settings import PRODUCTION
+
     with pytest.raises(ValidationError, match="recording notification provider"):
-        Settings(env="production", **stores)
-    assert Settings(env="production", notifications_provider="webpush", webpush_vapid_private_key="k",
-                    **stores).notifications_provider == "webpush"
+        Settings(**{**PRODUCTION, "notifications_provider": "recording"})
+    assert Settings(**PRODUCTION).notifications_provider == "webpush"

@@ -25,3 +25,46 @@ def test_production_refuses_embedded_defaults(monkeypatch):
     monkeypatch.setenv("SOCIALPULSE_REDIS_URL", "redis://cache:6379/0")
     with pytest.raises(ValidationError, match="SOCIALPULSE_POSTGRES_DSN"):
         Settings()
+
+
+#: a production configuration that passes every check (external stores over TLS, an identity provider, keys)
+PRODUCTION = dict(env="production", lake_uri="s3://l", media_uri="/m",
+                  postgres_dsn="postgresql://h/db?sslmode=verify-full", redis_url="rediss://h:6380/0",
+                  spark_remote="sc://h:1", mlflow_tracking_uri="https://h", notifications_provider="webpush",
+                  webpush_vapid_private_key="k", auth_jwks_url="https://id.example/jwks.json",
+                  auth_issuer="https://id.example/", audit_key="s3cret")
+
+
+def test_a_complete_production_configuration_starts():
+    assert Settings(**PRODUCTION).env == "production"
+
+
+@pytest.mark.parametrize("change, refusal", [
+    ({"auth_jwks_url": None}, "development signing key"),
+    ({"auth_signing_key": "/keys/dev-signing-key.pem"}, "development signing key"),
+    ({"auth_issuer": "socialpulse-dev"}, "development issuer"),
+    ({"audit_key": None}, "SOCIALPULSE_AUDIT_KEY"),
+    ({"postgres_dsn": "postgresql://h/db"}, "sslmode=verify-full"),
+    ({"postgres_dsn": "postgresql://h/db?sslmode=require"}, "sslmode=verify-full"),
+    ({"redis_url": "redis://h:6379/0"}, "rediss://"),
+    ({"mlflow_tracking_uri": "http://h"}, "https://"),
+])
+def test_production_refuses_dev_keys_and_unencrypted_connections(change, refusal):
+    with pytest.raises(ValidationError, match=refusal):
+        Settings(**{**PRODUCTION, **change})
+
+
+def test_ca_bundles_reach_the_clients_through_their_urls(tmp_path):
+    s = Settings(postgres_dsn="postgresql://h/db?sslmode=verify-full", postgres_sslrootcert=tmp_path / "ca.pem",
+                 redis_url="rediss://h:6380/0", redis_ssl_ca_certs=tmp_path / "ca.pem")
+    assert s.postgres == f"postgresql://h/db?sslmode=verify-full&sslrootcert={tmp_path}/ca.pem"
+    assert s.redis == f"rediss://h:6380/0?ssl_ca_certs={tmp_path}/ca.pem"
+    import redis
+
+    assert redis.Redis.from_url(s.redis).connection_pool.connection_kwargs["ssl_ca_certs"] == f"{tmp_path}/ca.pem"
+
+
+def test_kms_media_encryption_needs_its_key():
+    with pytest.raises(ValidationError, match="KMS_KEY_ID"):
+        Settings(media_sse="aws:kms")
+    assert Settings(media_sse="aws:kms", media_sse_kms_key_id="alias/media").media_sse == "aws:kms"

@@ -3,7 +3,8 @@
 ``GET /v1/creators/{creator_id}/analytics`` returns the creator's figures per hour or per day over a window,
 every bucket present (zeros where nothing happened), and the window's totals. ``GET
 /v1/creators/{creator_id}/dashboard`` returns everything the creator dashboard (``/creators/{creator_id}``)
-draws, each section on its own ("not built yet" where its table is missing).
+draws, each section on its own ("not built yet" where its table is missing). Both are the creator's own: the
+token's user, or an admin (403 for anyone else).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Path, Query
 
 from serving.deps import PgPoolDep
 from serving.errors import ApiError, call_store
+from serving.security import ReadUser, forbid_other_user
 from socialpulse import dashboard, metrics
 
 router = APIRouter(tags=["creators"])
@@ -71,12 +73,14 @@ def _series(pool, creator_id: str, begin: dt.datetime, stop: dt.datetime, granul
 @router.get(
     "/v1/creators/{creator_id}/analytics",
     summary="A creator's reach and engagement per hour or per day",
-    responses={400: {"description": "malformed or too long window"},
+    responses={400: {"description": "malformed or too long window"}, 401: {"description": "no valid bearer token"},
+               403: {"description": "another creator's analytics"}, 429: {"description": "rate limit exceeded"},
                503: {"description": "metrics not built yet, or Postgres unavailable"}},
 )
 async def creator_analytics(
     creator_id: CreatorId,
     pool: PgPoolDep,
+    principal: ReadUser,
     granularity: Annotated[str, Query(pattern=f"^({'|'.join(metrics.GRANULARITIES)})$",
                                                description="bucket size: hour or day")] = "day",
     start: Annotated[str | None, Query(alias="from", description="window start (ISO date or date-time, UTC); "
@@ -87,6 +91,7 @@ async def creator_analytics(
     """Views, unique viewers, likes, shares, comments, watch time, completions and follower gains and losses
     per bucket, oldest first, every bucket present; ``totals`` adds them up over the window (unique viewers
     summed over buckets: an upper bound of the window's reach) with its completion and engagement rates."""
+    forbid_other_user(principal, creator_id, "the analytics")
     begin, stop = window(granularity, start, end, dt.datetime.now(dt.timezone.utc))
     try:
         rows = await call_store("analytics store", _series, pool, creator_id, begin, stop, granularity)
@@ -110,12 +115,14 @@ def _dashboard(pool, creator_id: str, begin: dt.datetime, stop: dt.datetime) -> 
 @router.get(
     "/v1/creators/{creator_id}/dashboard",
     summary="Everything a creator's dashboard shows: series, totals, top posts, virality, audience",
-    responses={400: {"description": f"days outside 1..{dashboard.MAX_DAYS}"},
+    responses={400: {"description": f"days outside 1..{dashboard.MAX_DAYS}"}, 401: {"description": "no valid bearer token"},
+               403: {"description": "another creator's dashboard"}, 429: {"description": "rate limit exceeded"},
                503: {"description": "Postgres unavailable"}},
 )
 async def creator_dashboard(
     creator_id: CreatorId,
     pool: PgPoolDep,
+    principal: ReadUser,
     days: DashboardDays = dashboard.DEFAULT_DAYS,
 ) -> dict:
     """Over the last ``days`` days: ``series`` (the creator's figures per day, oldest first, every day present),
@@ -123,6 +130,7 @@ async def creator_dashboard(
     rate), ``virality`` (the latest predicted probability that each recent post reaches the top decile of 7-day
     reach) and ``audience`` (views, unique viewers and watch time ``by_country`` and ``by_age_band``). Each
     section has a ``status``: ``ok``, or ``not_built`` with a ``message`` while its table does not exist yet."""
+    forbid_other_user(principal, creator_id, "the dashboard")
     try:
         begin, stop = dashboard.window(days, dt.datetime.now(dt.timezone.utc))
     except ValueError as exc:

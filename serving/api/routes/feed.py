@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.deps import SettingsDep, StoresDep
 from serving.errors import ApiError, call_store, is_unreachable
+from serving.security import ReadUser
 from socialpulse import vectors
 from socialpulse.ingest import IMPRESSIONS_STREAM, ImpressionIn, impression_items
 from socialpulse.ranking import feed as feed_logic
@@ -33,8 +34,6 @@ from socialpulse.ranking.model import POST_FEATURES, USER_FEATURES
 
 router = APIRouter(tags=["feed"])
 
-UserId = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+$",
-                              description="the viewing user (from the token once auth exists)")]
 Limit = Annotated[int, Query(ge=1, le=50, description="posts on this page")]
 
 
@@ -97,14 +96,16 @@ def _log_served(stores, settings, user_id: str, request_id: str, page: list[dict
 
 
 @router.get("/v1/feed", summary="The For You feed of a user, one page at a time",
-            responses={422: {"description": "malformed parameters, or a cursor this API did not return for this user"},
+            responses={401: {"description": "no valid bearer token"}, 429: {"description": "rate limit exceeded"},
+                       422: {"description": "malformed parameters, or a cursor this API did not return for this user"},
                        503: {"description": "the search index or the feed's candidate pools not built yet, or "
                                             "Postgres unavailable"}})
-async def get_feed(user_id: UserId, stores: StoresDep, settings: SettingsDep, background: BackgroundTasks,
+async def get_feed(principal: ReadUser, stores: StoresDep, settings: SettingsDep, background: BackgroundTasks,
                    limit: Limit = 10, cursor: Annotated[str | None, Query(max_length=400)] = None) -> dict:
-    """Ranked posts for ``user_id``; pass ``next_cursor`` back as ``cursor`` for the next page (a post is
+    """Ranked posts for the token's user; pass ``next_cursor`` back as ``cursor`` for the next page (a post is
     never repeated within a feed session). ``degraded`` lists what the answer had to do without."""
     t0 = time.perf_counter()
+    user_id = principal.user_id
     request_id, offset = feed_logic.new_request_id(), 0
     if cursor is not None:
         try:

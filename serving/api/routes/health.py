@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from serving.deps import StoresDep
 from serving.errors import RETRY_AFTER_S, request_id
+from socialpulse.auth import public_jwks
 from socialpulse.media import probe_writable
 
 log = logging.getLogger("serving")
@@ -31,6 +32,18 @@ CHECK_TIMEOUT_S = 3
 def healthz() -> dict:
     """The process is alive (no store is touched)."""
     return {"status": "ok"}
+
+
+@router.get("/.well-known/jwks.json", tags=["auth"], summary="The public keys tokens are verified against",
+            responses={404: {"description": "tokens come from an external identity provider (its JWKS URL)"}})
+def jwks(stores: StoresDep) -> JSONResponse:
+    """The embedded signer's public key set (JWKS). When SOCIALPULSE_AUTH_JWKS_URL points at an identity
+    provider, the platform signs nothing and this is a 404 naming where the keys are."""
+    settings = stores.settings
+    if settings.auth_jwks_url:
+        return JSONResponse({"error": f"tokens are issued by {settings.auth_issuer}; its keys are at "
+                                      f"{settings.auth_jwks_url}"}, status_code=404)
+    return JSONResponse(public_jwks(settings), headers={"Cache-Control": "public, max-age=300"})
 
 
 def _check_postgres(stores) -> None:
@@ -56,6 +69,17 @@ def _check_mlflow(stores) -> None:
         raise RuntimeError(f"GET /health answered {r.status_code}")
 
 
+def _check_auth(stores) -> None:
+    # the keys tokens are verified against: the identity provider's JWKS answers, or the embedded key loads
+    settings = stores.settings
+    if settings.auth_jwks_url:
+        r = httpx.get(settings.auth_jwks_url, timeout=CHECK_TIMEOUT_S)
+        if r.status_code != 200 or not r.json().get("keys"):
+            raise RuntimeError(f"GET {settings.auth_jwks_url} answered {r.status_code} without keys")
+    else:
+        public_jwks(settings)
+
+
 def _check_feast_online(stores) -> None:
     # the Feast online store is the same Redis (see feature_repo); check it answers reads
     stores.redis.ping()
@@ -67,6 +91,7 @@ CHECKS: dict[str, Callable] = {
     "media": _check_media,
     "mlflow": _check_mlflow,
     "feast_online": _check_feast_online,
+    "auth": _check_auth,
 }
 #: the generic reason a client sees for a failed check (the exception goes to the log only)
 FAILED = {"media": "not writable"}

@@ -2,6 +2,10 @@
 
 Accepted records go to the Redis ingest streams (deduplicated by their client id, so a retried request
 adds nothing) and media bytes to the media store; the drain lands them in bronze Delta later.
+
+The acting user is the token's: an event's ``user_id``, a post's ``author_id`` and a profile's ``user_id`` may be
+left out (the token's user is filled in) and, when given, must be that user (403 otherwise). A record id that
+another user already holds is a 409, and nothing of the request is enqueued.
 """
 
 from __future__ import annotations
@@ -14,7 +18,18 @@ from pydantic import BaseModel, ValidationError
 from serving.deps import RedisDep, SettingsDep
 from serving.errors import ApiError, call_store, validation_error
 from serving.multipart import StreamingMultipart
-from socialpulse.ingest import EventBatch, MediaObject, PostIn, UserIn, enqueue_events, enqueue_post, enqueue_user
+from serving.security import IngestUser, UploadUser
+from socialpulse.auth import Principal
+from socialpulse.ingest import (
+    EventBatch,
+    IdConflict,
+    MediaObject,
+    PostIn,
+    UserIn,
+    enqueue_events,
+    enqueue_post,
+    enqueue_user,
+)
 from socialpulse.media import staged_upload
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -76,6 +91,31 @@ class PostAccepted(BaseModel):
 #: how ingest names the Redis streams it enqueues on, when they cannot be reached
 INGEST_QUEUE = "ingest queue"
 UNAVAILABLE = {503: {"description": "the ingest queue is unreachable (nothing was accepted; retry after Retry-After)"}}
+AUTH = {401: {"description": "no valid bearer token"}, 403: {"description": "a record names another user than the token's"},
+        409: {"description": "a record id is already another user's (nothing was accepted)"},
+        429: {"description": "rate limit exceeded (see Retry-After)"}}
+
+
+def as_caller(record, field: str, principal: Principal, where: str):
+    """Fill ``record[field]`` with the token's user, or refuse (403) a record that names another user."""
+    if not isinstance(record, dict):
+        return record
+    given = record.get(field)
+    if given is None:
+        record[field] = principal.user_id
+    elif given != principal.user_id:
+        raise ApiError(403, f"{where}.{field} is {given!r} but the token is user {principal.user_id!r}: a client acts "
+                            "only as its own user (leave the field out)", field=f"{where}.{field}")
+    return record
+
+
+async def enqueue_owned(fn, *args):
+    """An enqueue whose ids another user already holds is a 409 (nothing of the request was enqueued)."""
+    try:
+        return await call_store(INGEST_QUEUE, fn, *args)
+    except IdConflict as exc:
+        raise ApiError(409, f"id(s) already taken by another user: {', '.join(exc.ids[:20])}; choose new ids",
+                       ids=exc.ids[:100]) from None
 
 
 def _content_length(request: Request) -> int | None:
@@ -127,17 +167,18 @@ def _require_content_type(request: Request, *accepted: str) -> str:
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": _inline_schema(EventBatch), "example": {"events": [
-                {"event_id": "e-1001", "event_type": "view", "user_id": "u-42", "post_id": "p-7", "watch_time_s": 12.5},
-                {"event_id": "e-1002", "event_type": "comment", "user_id": "u-42", "post_id": "p-7", "text": "so good"},
-                {"event_id": "e-1003", "event_type": "follow", "user_id": "u-42", "target_user_id": "u-9"},
+                {"event_id": "e-1001", "event_type": "view", "post_id": "p-7", "watch_time_s": 12.5},
+                {"event_id": "e-1002", "event_type": "comment", "post_id": "p-7", "text": "so good"},
+                {"event_id": "e-1003", "event_type": "follow", "target_user_id": "u-9"},
             ]}}},
         }
     },
     responses={413: {"description": "too many events or too large a body"}, 422: {"description": "invalid events"},
-               **UNAVAILABLE},
+               **AUTH, **UNAVAILABLE},
 )
-async def post_events(request: Request, settings: SettingsDep, redis: RedisDep) -> EventsAccepted:
-    """Validate every event (all or nothing), then enqueue the new ones; retried ids count as duplicates."""
+async def post_events(request: Request, settings: SettingsDep, redis: RedisDep, principal: IngestUser) -> EventsAccepted:
+    """Validate every event (all or nothing), then enqueue the new ones; retried ids count as duplicates. Every
+    event is the token user's (``user_id`` may be left out)."""
     _require_content_type(request, "application/json")
     limit = settings.max_event_batch
     body = await _read_body(request, max(1024 * 1024, limit * EVENT_JSON_BUDGET), "event batch")
@@ -147,12 +188,14 @@ async def post_events(request: Request, settings: SettingsDep, redis: RedisDep) 
         raise ApiError(
             413, f"batch of {len(events)} events exceeds the limit of {limit} per request (SOCIALPULSE_MAX_EVENT_BATCH)"
         )
+    if isinstance(events, list):
+        for i, event in enumerate(events):
+            as_caller(event, "user_id", principal, f"events[{i}]")
     try:
         batch = EventBatch.model_validate(data, context={"max_events": limit})
     except ValidationError as exc:
         raise validation_error(exc.errors(), ("body",)) from None
-    accepted, duplicates = await call_store(INGEST_QUEUE, enqueue_events, redis, batch.events,
-                                            settings.ingest_dedupe_ttl_s)
+    accepted, duplicates = await enqueue_owned(enqueue_events, redis, batch.events, settings.ingest_dedupe_ttl_s)
     return EventsAccepted(accepted=accepted, duplicates=duplicates)
 
 
@@ -169,21 +212,23 @@ USER_JSON_LIMIT = 16 * 1024
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": _inline_schema(UserIn), "example": {
-                "user_id": "u-42", "handle": "maya", "country": "US", "language": "en", "birth_year": 2004}}},
+                "handle": "maya", "country": "US", "language": "en", "birth_year": 2004}}},
         }
     },
-    responses={413: {"description": "too large a body"}, 422: {"description": "invalid user fields"}, **UNAVAILABLE},
+    responses={413: {"description": "too large a body"}, 422: {"description": "invalid user fields"}, **AUTH,
+               **UNAVAILABLE},
 )
-async def post_users(request: Request, settings: SettingsDep, redis: RedisDep) -> UserAccepted:
-    """Validate the user (birth_year optional, from 1900 to this year minus 13), then enqueue it; a retry of the
-    same change (same user_id and created_at) is answered as a duplicate."""
+async def post_users(request: Request, settings: SettingsDep, redis: RedisDep, principal: IngestUser) -> UserAccepted:
+    """Validate the token user's profile (birth_year optional, from 1900 to this year minus 13), then enqueue it; a
+    retry of the same change (same created_at) is answered as a duplicate."""
     _require_content_type(request, "application/json")
-    data = _parse_json(await _read_body(request, USER_JSON_LIMIT, "user"), "request body")
+    data = as_caller(_parse_json(await _read_body(request, USER_JSON_LIMIT, "user"), "request body"), "user_id",
+                     principal, "body")
     try:
         user = UserIn.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc.errors(), ("body",)) from None
-    queued = await call_store(INGEST_QUEUE, enqueue_user, redis, user, settings.ingest_dedupe_ttl_s)
+    queued = await enqueue_owned(enqueue_user, redis, user, settings.ingest_dedupe_ttl_s)
     return UserAccepted(user_id=user.user_id, duplicate=not queued)
 
 
@@ -202,7 +247,7 @@ async def post_users(request: Request, settings: SettingsDep, redis: RedisDep) -
                         "required": ["post"],
                         "properties": {
                             "post": {"type": "string", "description": "JSON of PostIn; must come before media",
-                                     "example": '{"post_id": "p-8", "author_id": "u-42", "kind": "text", '
+                                     "example": '{"post_id": "p-8", "kind": "text", '
                                                 '"caption": "sunset over the lake #sunset"}'},
                             "media": {"type": "string", "format": "binary"},
                         },
@@ -216,11 +261,13 @@ async def post_users(request: Request, settings: SettingsDep, redis: RedisDep) -
         413: {"description": "media larger than the upload limit"},
         415: {"description": "media of an unsupported or mismatched type"},
         422: {"description": "invalid post fields"},
+        **AUTH,
         **UNAVAILABLE,
     },
 )
-async def post_posts(request: Request, settings: SettingsDep, redis: RedisDep) -> PostAccepted:
-    """Validate the post first, then stream its media into the media store, then enqueue the post."""
+async def post_posts(request: Request, settings: SettingsDep, redis: RedisDep, principal: UploadUser) -> PostAccepted:
+    """Validate the post first, then stream its media into the media store, then enqueue the post (the token
+    user is its author; ``author_id`` may be left out)."""
     ctype = _require_content_type(request, "multipart/form-data")
     length = _content_length(request)
     limit = settings.max_upload_bytes
@@ -237,7 +284,7 @@ async def post_posts(request: Request, settings: SettingsDep, redis: RedisDep) -
         raw = await form.read(POST_FIELD_LIMIT)
     except OverflowError:
         raise ApiError(413, f"form field 'post' exceeds {POST_FIELD_LIMIT} bytes") from None
-    data = _parse_json(raw, "form field 'post'")
+    data = as_caller(_parse_json(raw, "form field 'post'"), "author_id", principal, "post")
     try:
         post = PostIn.model_validate(data)
     except ValidationError as exc:
@@ -252,7 +299,7 @@ async def post_posts(request: Request, settings: SettingsDep, redis: RedisDep) -
         if post.kind in ("video", "image"):
             raise ApiError(422, f"a {post.kind} post requires a 'media' file",
                            detail=[{"loc": ["body", "media"], "msg": f"required for {post.kind} posts"}])
-        accepted = await call_store(INGEST_QUEUE, enqueue_post, redis, post, None, ttl)
+        accepted = await enqueue_owned(enqueue_post, redis, post, None, ttl)
         return PostAccepted(post_id=post.post_id, media=None, duplicate=not accepted)
     if post.kind == "text":
         raise ApiError(422, "text posts take no 'media' file",
@@ -269,5 +316,5 @@ async def post_posts(request: Request, settings: SettingsDep, redis: RedisDep) -
         # from here the post may reach the queue even if its answer is lost (Redis fails mid-reply, the
         # client's retry is then a duplicate): its bytes stay whatever the outcome
         staged.keep()
-        accepted = await call_store(INGEST_QUEUE, enqueue_post, redis, post, staged.media, ttl)
+        accepted = await enqueue_owned(enqueue_post, redis, post, staged.media, ttl)
     return PostAccepted(post_id=post.post_id, media=MediaAccepted.of(staged.media), duplicate=not accepted)

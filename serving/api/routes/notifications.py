@@ -1,7 +1,6 @@
 """In-app notifications and notification preferences, from Postgres (schema ``notifications``).
 
-Until authentication exists the user is a query parameter, like the feed's (a later issue takes it from the
-token). These routes write (read marks, preferences) to Postgres: the one write path of the serving tier
+The user is the token's, like the feed's. These routes write (read marks, preferences) to Postgres: the one write path of the serving tier
 besides ingestion and media, because a user's own read state and preferences have no other door.
 """
 
@@ -14,9 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.api.routes.feed import UserId
 from serving.deps import PgPoolDep
 from serving.errors import ApiError, call_store
+from serving.security import IngestUser, ReadUser
 from socialpulse import notifications
 
 router = APIRouter(tags=["notifications"])
@@ -43,7 +42,7 @@ def _list(pool, user_id: str, unread_only: bool, limit: int, before: int | None)
     responses={400: {"description": "malformed cursor"}, 503: {"description": "Postgres unavailable"}},
 )
 async def list_notifications(
-    user_id: UserId,
+    principal: ReadUser,
     pool: PgPoolDep,
     unread_only: Annotated[bool, Query(description="only notifications not marked read")] = False,
     limit: Annotated[int, Query(ge=1, le=100, description="notifications on this page")] = 20,
@@ -51,20 +50,20 @@ async def list_notifications(
 ) -> dict:
     """Every notification of a kind the user has not turned off, whether or not it was pushed (``pushed``),
     with its title and body; a digest lists the notifications it batched under ``items``."""
+    user_id = principal.user_id
     items, nxt = await call_store(STORE, _list, pool, user_id, unread_only, limit, _cursor(cursor))
     return {"user_id": user_id, "items": items, "next_cursor": None if nxt is None else str(nxt)}
 
 
 class ReadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+$")
     ids: list[Annotated[int, Field(ge=1, lt=2**63)]] = Field(min_length=1, max_length=500,
                                                              description="notification ids (a digest's id marks its items)")
 
 
-def _mark(pool, body: ReadIn) -> dict:
+def _mark(pool, user_id: str, body: ReadIn) -> dict:
     with pool.connection() as conn:
-        return notifications.mark_read(conn, body.user_id, body.ids, dt.datetime.now(dt.timezone.utc))
+        return notifications.mark_read(conn, user_id, body.ids, dt.datetime.now(dt.timezone.utc))
 
 
 @router.post(
@@ -73,13 +72,14 @@ def _mark(pool, body: ReadIn) -> dict:
     responses={404: {"description": "none of the ids is one of the user's notifications"},
                503: {"description": "Postgres unavailable"}},
 )
-async def mark_read(body: ReadIn, pool: PgPoolDep) -> dict:
+async def mark_read(body: ReadIn, pool: PgPoolDep, principal: IngestUser) -> dict:
     """Marks the user's notifications with these ids read (already-read ones stay as they were); ids that are
     not the user's are listed under ``not_found``."""
-    result = await call_store(STORE, _mark, pool, body)
+    user_id = principal.user_id
+    result = await call_store(STORE, _mark, pool, user_id, body)
     if len(result["not_found"]) == len(set(body.ids)):
-        raise ApiError(404, f"no notification of user {body.user_id!r} has any of these ids", ids=result["not_found"])
-    return {"user_id": body.user_id, **result}
+        raise ApiError(404, f"no notification of user {user_id!r} has any of these ids", ids=result["not_found"])
+    return {"user_id": user_id, **result}
 
 
 def _get_prefs(pool, user_id: str) -> notifications.Preferences:
@@ -94,9 +94,10 @@ def _put_prefs(pool, user_id: str, prefs: notifications.Preferences) -> notifica
 
 @router.get("/v1/notifications/preferences", summary="A user's notification preferences",
             responses={503: {"description": "Postgres unavailable"}})
-async def get_preferences(user_id: UserId, pool: PgPoolDep) -> dict:
+async def get_preferences(principal: ReadUser, pool: PgPoolDep) -> dict:
     """Per kind: shown at all and pushed or not; quiet hours; digests; the Web Push subscription. A user who
     set nothing gets the defaults (everything on and pushed, no quiet hours, no digest)."""
+    user_id = principal.user_id
     prefs = await call_store(STORE, _get_prefs, pool, user_id)
     return {"user_id": user_id, **prefs.model_dump(mode="json")}
 
@@ -104,7 +105,8 @@ async def get_preferences(user_id: UserId, pool: PgPoolDep) -> dict:
 @router.put("/v1/notifications/preferences", summary="Replace a user's notification preferences",
             responses={422: {"description": "unknown kind, malformed quiet hours or time zone, bad subscription"},
                        503: {"description": "Postgres unavailable"}})
-async def put_preferences(user_id: UserId, prefs: notifications.Preferences, pool: PgPoolDep) -> dict:
+async def put_preferences(prefs: notifications.Preferences, pool: PgPoolDep, principal: IngestUser) -> dict:
     """Replaces the preferences whole (fields left out take their defaults)."""
+    user_id = principal.user_id
     stored = await call_store(STORE, _put_prefs, pool, user_id, prefs)
     return {"user_id": user_id, **stored.model_dump(mode="json")}

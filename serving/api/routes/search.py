@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from serving.api.routes.posts import PostId, _gate, _plain
 from serving.deps import PgPoolDep, RedisDep, StoresDep
 from serving.errors import ApiError, call_store
+from serving.security import PublicReader
 from socialpulse import moderation, trends_store, vectors
 from socialpulse.search import CANDIDATES, MAX_QUERY_CHARS, QueryError, SearchQuery, parse_query
 
@@ -94,7 +95,7 @@ async def _read(fn, *args, what: str = "search index"):
                503: {"description": "search index not built yet, or Postgres unavailable"}},
 )
 async def search(
-    stores: StoresDep, pool: PgPoolDep, redis: RedisDep,
+    stores: StoresDep, pool: PgPoolDep, redis: RedisDep, _reader: PublicReader,
     q: Annotated[str | None, Query(description=f"what to search for (1-{MAX_QUERY_CHARS} characters)")] = None,
     limit: Limit = 10,
 ) -> dict:
@@ -124,7 +125,7 @@ def _similar(pool, redis, post_id: str, limit: int) -> list[dict] | None:
                503: {"description": "search index not built yet, or Postgres unavailable"}},
 )
 async def similar(
-    post_id: PostId, pool: PgPoolDep, redis: RedisDep,
+    post_id: PostId, pool: PgPoolDep, redis: RedisDep, _reader: PublicReader,
     limit: Limit = 10,
 ) -> dict:
     await _gate(redis, post_id)  # 404 for a removed post

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from serving.api.routes.search import _read, _same_space
 from serving.deps import PgPoolDep, StoresDep
 from serving.errors import ApiError
+from serving.security import PublicReader
 from socialpulse import trends_store
 from socialpulse.tags import canonical_tags
 
@@ -38,6 +39,7 @@ def _trending(pool, hours: int, limit: int) -> dict:
 )
 async def trends(
     pool: PgPoolDep,
+    _reader: PublicReader,
     window: Annotated[str, Query(description="how far back from the latest scored hour: 1h .. 7d")] = "24h",
     limit: Annotated[int, Query(ge=1, le=50, description="topics and hashtags to return")] = 10,
 ) -> dict:
@@ -84,7 +86,7 @@ def _suggest(pool, encoder, vector, chosen: list[str], limit: int) -> dict:
     responses={422: {"description": "empty or oversize text, malformed hashtags or limit"},
                503: {"description": "search index not built yet, or Postgres unavailable"}},
 )
-async def suggest(body: SuggestRequest, stores: StoresDep, pool: PgPoolDep) -> dict:
+async def suggest(body: SuggestRequest, stores: StoresDep, pool: PgPoolDep, _reader: PublicReader) -> dict:
     encoder = stores.query_encoder
     vector = await run_in_threadpool(encoder.encode, body.text)
     return await _read(_suggest, pool, encoder, vector, body.hashtags, body.limit)
