@@ -20,7 +20,7 @@ from socialpulse.runtime import OFFLINE_DEFAULTS
 from socialpulse.services.manager import isolated_env
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHES = ("build", "ingest", "moderation", "search", "trends", "soak", "feed", "analytics")
+BENCHES = ("build", "ingest", "moderation", "search", "trends", "soak", "feed", "analytics", "privacy")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -80,11 +80,37 @@ class DrainWatch:
         return next((t for t, ms in self.polls if ms >= t1_ms), None)
 
 
+#: a bench plays thousands of users from one machine: the per-IP (and per-token) rate limits would refuse it
+NO_RATE_LIMITS = {"SOCIALPULSE_RATE_LIMIT_INGEST_PER_MIN": "0", "SOCIALPULSE_RATE_LIMIT_UPLOADS_PER_MIN": "0",
+                  "SOCIALPULSE_RATE_LIMIT_READS_PER_MIN": "0"}
+
+
 def bench_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALPULSE_")}
     env.update(isolated_env(home))
     env.update(OFFLINE_DEFAULTS)
+    env.update(NO_RATE_LIMITS)
     return env
+
+
+_TOKENS: dict[tuple, str] = {}
+
+
+def token_for(user_id: str, role: str = "user", settings=None) -> str:
+    """A bearer token for ``user_id`` from the embedded signer of ``settings`` (default: this process's state
+    folder), cached: signing costs ~1 ms."""
+    from socialpulse.auth import issue_token
+    from socialpulse.settings import get_settings
+
+    settings = settings or get_settings()
+    key = (user_id, role, str(settings.home_abs))
+    if key not in _TOKENS:
+        _TOKENS[key] = issue_token(settings, user_id, role, ttl_s=7 * 24 * 3600)
+    return _TOKENS[key]
+
+
+def auth_headers(user_id: str, role: str = "user", settings=None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(user_id, role, settings)}"}
 
 
 def run_in_subprocess(module: str, args: dict, progress) -> dict:

@@ -13,7 +13,7 @@ import random
 import subprocess
 import time
 
-from bench import load_world, pct, run_main
+from bench import auth_headers, load_world, pct, run_main, token_for
 
 METHOD = (
     "one process per run on this machine (2 cores): embedded Postgres 18, Redis, MLflow; the synthetic world loaded "
@@ -134,13 +134,14 @@ def main(cfg: dict) -> dict:
 
         with httpx.Client(base_url=api, timeout=60) as c:  # the first requests open the pool
             for _ in range(60):
-                if c.get(f"/v1/creators/{creators[0]}/analytics").status_code == 200:
+                if c.get(f"/v1/creators/{creators[0]}/analytics", headers=auth_headers(creators[0])).status_code == 200:
                     break
                 time.sleep(1)
         endpoints = {
-            "analytics_daily_28d": [f"/v1/creators/{c}/analytics?granularity=day" for c in creators],
-            "analytics_hourly_48h": [f"/v1/creators/{c}/analytics?granularity=hour" for c in creators],
-            "dashboard_28d": [f"/v1/creators/{c}/dashboard" for c in creators],
+            # each creator's own token: the analytics are personal reads
+            "analytics_daily_28d": [(f"/v1/creators/{c}/analytics?granularity=day", token_for(c)) for c in creators],
+            "analytics_hourly_48h": [(f"/v1/creators/{c}/analytics?granularity=hour", token_for(c)) for c in creators],
+            "dashboard_28d": [(f"/v1/creators/{c}/dashboard", token_for(c)) for c in creators],
             "virality": [f"/v1/posts/{p}/virality" for p in scored_posts],
         }
         out["load"] = {name: [] for name in endpoints}

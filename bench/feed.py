@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from bench import load_world, pct, run_main
+from bench import auth_headers, load_world, pct, run_main, token_for
 from bench.platform import process_tree, service_pids
 
 METHOD = (
@@ -37,7 +37,7 @@ METHOD = (
     "MLflow; the synthetic world loaded into bronze; planted post vectors (see the module docstring) written to "
     "silver post_embeddings and the Postgres index (HNSW m=16, ef_construction=64); the platform's own assets for "
     "interest vectors, engagement features + Feast materialization, training sets and the ranker; then the API "
-    "(uvicorn, 2 workers) under an open-loop load of GET /v1/feed?limit=10 at each rate for a fixed time (64 "
+    "(uvicorn, 2 workers) under an open-loop load of GET /v1/feed?limit=10 (each request with its user's bearer token; rate limits off) at each rate for a fixed time (64 "
     "keep-alive connections, raw asyncio HTTP/1.1), latency from the scheduled send; Feast peer: "
     "FeatureStore.get_online_features(feed_ranking_v1) for the same user and 500 candidate posts, sequential calls; "
     "ranker: Ranker.score on 500 x 12 features; the feed's relations loaded into Postgres's buffer cache "
@@ -167,7 +167,7 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
 
 
 async def _http_load(host: str, port: int, paths: list[str], rate: int, connections: int) -> list[tuple]:
-    """Send ``GET paths[i]`` at ``t0 + i / rate`` over ``connections`` keep-alive HTTP/1.1 connections (raw
+    """Send ``GET paths[i]`` (a path, or ``(path, bearer token)``) at ``t0 + i / rate`` over ``connections`` keep-alive HTTP/1.1 connections (raw
     asyncio streams: httpx's client cost ~10 ms of CPU per request on the cores the server needs); a request
     waits for a free connection when all are busy, its latency still counted from its scheduled time.
     Returns ``(scheduled, done, status or error name, body)`` per request; bodies are parsed afterwards."""
@@ -176,9 +176,11 @@ async def _http_load(host: str, port: int, paths: list[str], rate: int, connecti
     queue: asyncio.Queue = asyncio.Queue()
     out: list[tuple] = []
 
-    async def send(conn, path: str):
+    async def send(conn, request):
         reader, writer = conn
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        path, token = request if isinstance(request, tuple) else (request, None)
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n".encode())
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
         length = 0
         for line in head.split(b"\r\n"):
@@ -224,12 +226,12 @@ def open_loop(api: str, users: list[str], rate: int, seconds: int, connections: 
     """``rate`` requests/s for ``seconds``; with ``pids``, also the CPU milliseconds each process spent per
     request (where a 2-core machine's time goes)."""
     import asyncio
-    from urllib.parse import quote, urlsplit
+    from urllib.parse import urlsplit
 
     url = urlsplit(api)
     rng = random.Random(rate)
     n = rate * seconds
-    paths = [f"/v1/feed?user_id={quote(rng.choice(users))}&limit=10" for _ in range(n)]
+    paths = [("/v1/feed?limit=10", token_for(rng.choice(users))) for _ in range(n)]
     cpu0 = cpu_seconds(pids) if pids else {}
     t0 = time.perf_counter()
     done = asyncio.run(_http_load(url.hostname, url.port, paths, rate, connections))
@@ -378,12 +380,12 @@ def main(cfg: dict) -> dict:
         users = lake.read(f"{s.lake}/meta/synthetic_users", columns=["user_id"])["user_id"].to_pylist()
         with httpx.Client(base_url=api, timeout=60) as c:
             for _ in range(120):  # the champion loads in the background after start
-                body = c.get("/v1/feed", params={"user_id": users[0], "limit": 10}).json()
+                body = c.get("/v1/feed", headers=auth_headers(users[0]), params={"limit": 10}).json()
                 if body.get("model_version") == ranker.version:
                     break
                 time.sleep(1)
             out["model_version_served"] = body.get("model_version")
-            probe = c.get("/v1/feed", params={"user_id": users[1], "limit": 50}).json()
+            probe = c.get("/v1/feed", headers=auth_headers(users[1]), params={"limit": 50}).json()
         # the peer: Feast's SDK fetch of the same features for one user's 500 candidates
         cand_ids = [i["post_id"] for i in probe["items"]]
         have = set(cand_ids)
@@ -407,7 +409,7 @@ def main(cfg: dict) -> dict:
         feeds = {}
         with httpx.Client(base_url=api, timeout=60) as c:
             for u in fresh_users:
-                feeds[u] = [i["post_id"] for i in c.get("/v1/feed", params={"user_id": u, "limit": 10}).json()["items"]]
+                feeds[u] = [i["post_id"] for i in c.get("/v1/feed", headers=auth_headers(u), params={"limit": 10}).json()["items"]]
         out["clusters"] = cluster_recovery(feeds, user_cluster, planted["cluster"], planted["ids"])
         _say(f"feed bench: planted clusters {out['clusters']}")
     finally:

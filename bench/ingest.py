@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 
-from bench import DrainWatch, pct
+from bench import DrainWatch, auth_headers, pct
 
 METHOD = (
     "uvicorn API process (1 worker) on 127.0.0.1; N client threads POST /v1/events batches for a fixed "
@@ -65,14 +65,15 @@ def main(cfg: dict) -> dict:
         with httpx.Client(base_url=api, timeout=30) as http:
             n = 0
             while time.time() < deadline:
+                # an app sends its own user's events, with that user's token
+                user = f"u{(n * 7 + worker) % 5000:06d}"
                 events = [
                     dict(event_id=f"b{worker}-{n}-{i}-{uuid.uuid4().hex[:8]}", event_type="view",
-                         user_id=f"u{(n * 7 + i) % 5000:06d}", post_id=f"p{(n * 13 + i) % 50000:07d}",
-                         watch_time_s=float(i % 30))
+                         user_id=user, post_id=f"p{(n * 13 + i) % 50000:07d}", watch_time_s=float(i % 30))
                     for i in range(cfg["batch"])
                 ]
                 t0 = time.time()
-                resp = http.post("/v1/events", json={"events": events})
+                resp = http.post("/v1/events", json={"events": events}, headers=auth_headers(user))
                 t1 = time.time()
                 if resp.status_code != 202:
                     errors.append(f"{resp.status_code} {resp.text[:200]}")

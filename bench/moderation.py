@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import pct
+from bench import auth_headers, pct
 
 METHOD = (
     "one process on this machine; text: predict_proba over N HateXplain test texts at batch 64 and 256 "
@@ -236,7 +236,7 @@ def bench_live(n: int) -> dict:
             if post["kind"] == "image":
                 files["media"] = ("photo.jpg", photo(i), "image/jpeg")
             t = time.time()
-            r = client.post("/v1/posts", files=files)
+            r = client.post("/v1/posts", files=files, headers=auth_headers("u-bench"))
             if r.status_code >= 300:
                 raise RuntimeError(f"upload {pid} failed: {r.status_code} {r.text}")
             pending[pid] = sent[pid] = t

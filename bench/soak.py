@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import DrainWatch, pct
+from bench import NO_RATE_LIMITS, DrainWatch, auth_headers, pct
 
 METHOD = (
     "`socialpulse demo` (small world) in a private state folder, daemon and sensors at their defaults; then for "
@@ -67,7 +67,7 @@ def main(cfg: dict) -> dict:
 
     say = lambda m: print(m, flush=True)  # noqa: E731 - progress lines for the bench runner
     platform = LivePlatform(Path(os.environ["SOCIALPULSE_HOME"]) / "platform", sensor_interval_s=5,
-                            intraday_cron="*/15 * * * *")
+                            intraday_cron="*/15 * * * *", extra_env=NO_RATE_LIMITS)
     out: dict = {**cfg}
     try:
         say("starting the demo platform")
@@ -87,13 +87,14 @@ def main(cfg: dict) -> dict:
             n, next_at = 0, time.monotonic()
             with httpx.Client(base_url=platform.api_url, timeout=30) as http:
                 while not stop.is_set():
+                    user = f"u{(n * 31 + worker) % 500 + 1:06d}"  # one app's batch: its user's events
                     events = [{"event_id": f"sk{tag}-{worker}-{n}-{i}", "event_type": "view",
-                               "user_id": f"u{(n * 31 + i) % 500 + 1:06d}",
+                               "user_id": user,
                                "post_id": f"p{(n * 17 + i) % 3000 + 1:07d}",
                                "watch_time_s": float(i % 40)} for i in range(cfg["batch"])]
                     t0 = time.time()
                     try:
-                        r = http.post("/v1/events", json={"events": events})
+                        r = http.post("/v1/events", json={"events": events}, headers=auth_headers(user, settings=s))
                         t1 = time.time()
                         if r.status_code == 202:
                             rec.add("batches", (t0, t1, [e["event_id"] for e in events]))
@@ -115,7 +116,8 @@ def main(cfg: dict) -> dict:
                             "caption": f"evening market photo number {i} from the soak"}
                     try:
                         r = http.post("/v1/posts", files={"post": (None, json.dumps(post), "application/json"),
-                                                          "media": ("photo.jpg", photo, "image/jpeg")})
+                                                          "media": ("photo.jpg", photo, "image/jpeg")},
+                                      headers=auth_headers(post["author_id"], settings=s))
                         if r.status_code == 202:
                             uploads[pid] = time.time()
                         else:

@@ -268,19 +268,26 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
         services_up(settings, ["api", "dagster", "moderation"], echo=progress)
     echo(f"{steps}/{steps} ready")
     sample_post = _busiest_post(settings, today - dt.timedelta(days=1))
+    from socialpulse.auth import issue_token
+
+    creator, feed_user = _busiest_creator(settings, start, today), _feed_user(settings)
     lines = [
         "",
         f"  API            {api_url}/docs   (health: {api_url}/readyz)",
+        "  tokens         socialpulse auth token --user ID [--role moderator|admin]   (writes and personal reads "
+        "take Authorization: Bearer <token>)",
         f"  post stats     {api_url}/v1/posts/{sample_post}/stats" if sample_post else "",
-        f"  dashboard      {api_url}/creators/{creator}   (a creator's charts; JSON: "
-        f"{api_url}/v1/creators/{creator}/dashboard)" if (creator := _busiest_creator(settings, start, today)) else "",
+        f"  dashboard      {api_url}/creators/{creator}#token={issue_token(settings, creator)}   (a creator's charts; "
+        f"JSON: {api_url}/v1/creators/{creator}/dashboard with the creator's token)" if creator else "",
         f"  virality       {api_url}/v1/posts/{viral}/virality   (posts younger than 48 h, refreshed hourly)"
         if (viral := _likeliest_viral_post(settings)) else "",
-        f"  moderation     {api_url}/v1/posts/{flagged}/moderation   (review queue: psql, moderation.review_queue)"
-        if (flagged := _flagged_post(settings)) else "",
+        f"  moderation     {api_url}/v1/posts/{flagged}/moderation" if (flagged := _flagged_post(settings)) else "",
+        f"  review queue   {api_url}/moderation/review#token={issue_token(settings, 'moderator-1', 'moderator')}   "
+        "(the moderators' page)",
         f"  search         {api_url}/v1/search?q=pasta+recipe   (similar: {api_url}/v1/posts/{sample_post}/similar)"
         if sample_post else f"  search         {api_url}/v1/search?q=pasta+recipe",
-        f"  feed           {api_url}/v1/feed?user_id={_feed_user(settings)}&limit=10   (pass next_cursor back as cursor)",
+        f"  feed           curl -H \"Authorization: Bearer $(socialpulse auth token --user {feed_user})\" "
+        f"'{api_url}/v1/feed?limit=10'   (pass next_cursor back as cursor)",
         f"  trends         {api_url}/v1/trends?window=7d   (suggest: POST {api_url}/v1/hashtags/suggest "
         "with {\"text\": \"...\"})",
         f"  Dagster UI     http://127.0.0.1:{settings.dagster_port}",

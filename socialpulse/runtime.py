@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from socialpulse.settings import Settings, get_settings
+from socialpulse.settings import Settings, get_settings, storage_encryption_env
 
 OFFLINE_DEFAULTS = {
     "HF_HUB_OFFLINE": "1",
@@ -87,4 +87,5 @@ def prepare_process(settings: Settings | None = None, env: dict[str, str] | None
         prune_metrics_dir(folder)
     for key in PROMETHEUS_VARS:
         env[key] = str(folder)
+    env.update(storage_encryption_env(settings))  # delta-rs' object store reads them when it opens an s3:// table
     return env

@@ -109,10 +109,11 @@ class Settings(BaseSettings):
                                               "is verified against (with sslmode=verify-full in the DSN)")
     redis_ssl_ca_certs: Path | None = Field(default=None, description="CA bundle a rediss:// server certificate is "
                                             "verified against")
-    # encryption at rest of media on S3-compatible storage (deploy/SECURITY.md)
-    media_sse: Literal["none", "AES256", "aws:kms"] = Field(default="none", description="server-side encryption of "
-                                                           "media objects on S3-compatible storage")
-    media_sse_kms_key_id: str | None = Field(default=None, description="the KMS key of media_sse=aws:kms")
+    # encryption at rest of what is written to S3-compatible storage (deploy/SECURITY.md)
+    storage_sse: Literal["none", "AES256", "aws:kms"] = Field(
+        default="none", description="server-side encryption every object written to S3-compatible storage (the lake "
+        "and media, through object_store) asks for; production refuses an s3:// lake or media store without it")
+    storage_sse_kms_key_id: str | None = Field(default=None, description="the KMS key of storage_sse=aws:kms")
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
@@ -145,8 +146,8 @@ class Settings(BaseSettings):
             insecure = production_transport_problems(self)
             if insecure:
                 raise ValueError("SOCIALPULSE_ENV=production refuses unencrypted connections: " + "; ".join(insecure))
-        if self.media_sse == "aws:kms" and not self.media_sse_kms_key_id:
-            raise ValueError("SOCIALPULSE_MEDIA_SSE=aws:kms needs SOCIALPULSE_MEDIA_SSE_KMS_KEY_ID")
+        if self.storage_sse == "aws:kms" and not self.storage_sse_kms_key_id:
+            raise ValueError("SOCIALPULSE_STORAGE_SSE=aws:kms needs SOCIALPULSE_STORAGE_SSE_KMS_KEY_ID")
         if self.notifications_provider == "webpush" and not self.webpush_vapid_private_key:
             raise ValueError("SOCIALPULSE_NOTIFICATIONS_PROVIDER=webpush needs SOCIALPULSE_WEBPUSH_VAPID_PRIVATE_KEY")
         return self
@@ -228,7 +229,20 @@ def production_transport_problems(settings: Settings) -> list[str]:
         problems.append("SOCIALPULSE_REDIS_URL needs the rediss:// (TLS) scheme")
     if settings.mlflow_tracking_uri is not None and settings.mlflow_tracking_uri.startswith("http://"):
         problems.append("SOCIALPULSE_MLFLOW_TRACKING_URI needs https://")
+    for name in ("lake_uri", "media_uri"):
+        if (getattr(settings, name) or "").startswith("s3://") and settings.storage_sse == "none":
+            problems.append(f"SOCIALPULSE_{name.upper()} on s3:// needs SOCIALPULSE_STORAGE_SSE (AES256 or aws:kms)")
     return problems
+
+
+def storage_encryption_env(settings: Settings) -> dict[str, str]:
+    """The object_store (delta-rs) variables that make every S3 write ask for server-side encryption."""
+    if settings.storage_sse == "none":
+        return {}
+    env = {"AWS_SERVER_SIDE_ENCRYPTION": settings.storage_sse}
+    if settings.storage_sse_kms_key_id:
+        env["AWS_SSE_KMS_KEY_ID"] = settings.storage_sse_kms_key_id
+    return env
 
 
 @lru_cache(maxsize=1)

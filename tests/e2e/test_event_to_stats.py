@@ -10,6 +10,8 @@ import uuid
 
 import pytest
 
+from tests.tokens import bearer, post_events
+
 pytestmark = pytest.mark.e2e
 
 
@@ -60,18 +62,16 @@ def test_event_through_api_sensor_delta_features_and_back(stack, tmp_path):
     today = dt.datetime.now(dt.timezone.utc).date()
     post_id = f"p-e2e-{uuid.uuid4().hex[:8]}"
 
-    with TestClient(create_app()) as api:
+    with TestClient(create_app(), headers=bearer(stack, "creator-1")) as api:
         # a new text post and a first batch of engagement on it
         post = {"post_id": post_id, "author_id": "creator-1", "kind": "text", "caption": "first post #hello",
                 "hashtags": ["hello"]}
         r = api.post("/v1/posts", files={"post": (None, json.dumps(post), "application/json")})
         assert r.status_code == 202, r.text
         batch = _events(post_id, ["view", "view", "view", "like", "share", "comment"], "viewer-")
-        r = api.post("/v1/events", json={"events": batch})
-        assert r.status_code == 202 and r.json()["accepted"] == 6, r.text
+        assert post_events(api, stack, batch) == {"accepted": 6, "duplicates": 0}
         # a client retry of the same batch is accepted as a duplicate, never counted twice
-        r = api.post("/v1/events", json={"events": batch})
-        assert r.json() == {"accepted": 0, "duplicates": 6}
+        assert post_events(api, stack, batch) == {"accepted": 0, "duplicates": 6}
         # not in the feature store yet: 404, or 503 while no feature service is registered at all
         # (that depends on what ran before in this test session: the stack is shared)
         r = api.get(f"/v1/posts/{post_id}/stats")
@@ -97,8 +97,7 @@ def test_event_through_api_sensor_delta_features_and_back(stack, tmp_path):
         assert api.get("/v1/posts/p-never-posted/stats").status_code == 404
 
         # more engagement arrives: the same path updates the served numbers
-        r = api.post("/v1/events", json={"events": _events(post_id, ["view", "like"], "late-viewer-")})
-        assert r.json()["accepted"] == 2
+        assert post_events(api, stack, _events(post_id, ["view", "like"], "late-viewer-"))["accepted"] == 2
         assert _sensor_then_run(defs, instance) == 1
         _refresh_today(defs, instance, today)
         values = api.get(f"/v1/posts/{post_id}/stats").json()

@@ -11,6 +11,8 @@ import uuid
 
 import pytest
 
+from tests.tokens import bearer
+
 pytestmark = pytest.mark.e2e
 
 
@@ -38,7 +40,7 @@ def test_upload_is_moderated_by_the_sensor_path(stack, tmp_path):
     tag = uuid.uuid4().hex[:8]
     clean, broken, image = f"p-live-clean-{tag}", f"p-live-broken-{tag}", f"p-live-image-{tag}"
 
-    with TestClient(create_app()) as api:
+    with TestClient(create_app(), headers=bearer(stack, "u-live")) as api:
         def upload(pid, kind, caption, media=None):
             files = {"post": (None, json.dumps({"post_id": pid, "author_id": "u-live", "kind": kind,
                                                  "caption": caption}), "application/json")}

@@ -24,6 +24,7 @@ from socialpulse.ingest import EVENTS_STREAM, POSTS_STREAM
 from socialpulse.services import services_down, services_up
 from socialpulse.services.manager import SERVICES, free_port, port_open
 from socialpulse.settings import Settings
+from tests.tokens import bearer
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +82,7 @@ def test_redis_stopped_ingest_is_503_and_the_retry_is_accepted_once(private, tmp
     r = redis.Redis.from_url(settings.redis)
     r.flushdb()
     name = {data: f"{hashlib.sha256(data).hexdigest()}.png" for data in (PNG_A, PNG_B)}
-    with TestClient(create_app(settings, warm=False)) as client:
+    with TestClient(create_app(settings, warm=False), headers=bearer(settings, "u1")) as client:
         # accepted before the fault: must survive it
         assert client.post("/v1/events", json=events("e0")).json() == {"accepted": 1, "duplicates": 0}
         assert upload(client, "p0", PNG_A).status_code == 202
@@ -164,7 +165,7 @@ def test_postgres_stopped_reads_are_503_and_200_once_it_is_back(private, tmp_pat
             futures = {name: pool.submit(read, client) for name, read in reads.items()}
             return {name: f.result() for name, f in futures.items()}
 
-    with TestClient(create_app(settings, warm=False)) as client:
+    with TestClient(create_app(settings, warm=False), headers=bearer(settings, "u1")) as client:
         _seed(settings, client.app.state.stores.query_encoder)
         post = json.dumps({"post_id": "t1", "author_id": "u1", "kind": "text", "caption": "pending post"})
         assert client.post("/v1/posts", files={"post": (None, post)}).status_code == 202

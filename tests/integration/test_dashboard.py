@@ -22,6 +22,7 @@ from socialpulse import audience, dashboard, metrics, virality
 from socialpulse.services.manager import free_port
 from socialpulse.stores.postgres import bootstrap_database
 from tests.browser import ROOT, artifact, chromium, load_dashboard
+from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +167,7 @@ def api(dash):
 
     from serving.app import create_app
 
-    with TestClient(create_app(dash, warm=False)) as client:
+    with TestClient(create_app(dash, warm=False), headers=bearer(dash, CREATOR)) as client:
         yield client
 
 
@@ -190,7 +191,8 @@ def test_the_dashboard_json_holds_every_section(api):
 
 
 def test_a_creator_without_activity_gets_zeros_and_empty_lists(api):
-    body = api.get("/v1/creators/nobody/dashboard?days=3").json()
+    assert api.get("/v1/creators/nobody/dashboard?days=3").status_code == 403  # another creator's
+    body = api.get("/v1/creators/nobody/dashboard?days=3", headers=bearer(api.app.state.settings, "ops", "admin")).json()
     assert [r["views"] for r in body["series"]["rows"]] == [0, 0, 0] and body["totals"]["views"] == 0
     assert body["top_posts"]["rows"] == [] and body["virality"]["rows"] == []
     assert body["audience"]["by_country"] == [] and all(r["views"] == 0 for r in body["audience"]["by_age_band"])
@@ -219,7 +221,7 @@ def test_postgres_down_is_a_503(dash):
 
     down = dash.model_copy(update={"postgres_dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/dashboard"})
     with TestClient(create_app(down, warm=False)) as client:
-        r = client.get(f"/v1/creators/{CREATOR}/dashboard")
+        r = client.get(f"/v1/creators/{CREATOR}/dashboard", headers=bearer(down, CREATOR))
     assert r.status_code == 503 and r.json()["error"].startswith("the analytics store is unreachable"), r.text
     assert r.headers["Retry-After"] == "5"
 
@@ -269,8 +271,8 @@ def _values(page, selector: str) -> list[int]:
     return page.eval_on_selector_all(selector, "els => els.map(e => Number(e.dataset.value))")
 
 
-def test_the_page_draws_the_seeded_numbers_offline(api_process, browser):
-    page, requests = load_dashboard(browser, f"{api_process}/creators/{CREATOR}")
+def test_the_page_draws_the_seeded_numbers_offline(api_process, browser, dash):
+    page, requests = load_dashboard(browser, f"{api_process}/creators/{CREATOR}#token={token(dash, CREATOR)}")
     # nothing but the API: the page, its script and styles, the dashboard read
     assert all(u.startswith(api_process + "/") or u.startswith("data:") for u in requests), requests
     paths = {u.removeprefix(api_process) for u in requests}
@@ -307,7 +309,7 @@ def test_the_page_draws_the_seeded_numbers_offline(api_process, browser):
 
 def test_sections_not_built_yet_say_so_and_the_rest_still_draws(api_process, browser, dash):
     with hidden(dash, "virality", "marts"):
-        page, _ = load_dashboard(browser, f"{api_process}/creators/{CREATOR}?days=7")
+        page, _ = load_dashboard(browser, f"{api_process}/creators/{CREATOR}?days=7#token={token(dash, CREATOR)}")
     assert len(_values(page, "#chart-reach g[data-series=views] circle")) == 7
     for box in ("#chart-virality", "#chart-country", "#chart-age"):
         assert "not built yet" in page.inner_text(f"{box} .notice.not-built"), box

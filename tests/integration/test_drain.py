@@ -16,6 +16,7 @@ from socialpulse.contracts import BRONZE
 from socialpulse.drain import DrainBusy, drain_all, drain_stream, entry_version, stream_backlog
 from socialpulse.ingest import EVENTS_STREAM, IMPRESSIONS_STREAM, POSTS_STREAM, USERS_STREAM, EventIn, enqueue_events
 from socialpulse.settings import Settings
+from tests.tokens import bearer
 
 MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256))
 T0 = dt.datetime(2026, 3, 1, 23, 59, 59, tzinfo=dt.timezone.utc)
@@ -62,16 +63,18 @@ def test_entry_version_orders_like_the_stream():
 
 @pytest.mark.integration
 def test_api_then_drain_lands_exactly_the_expected_rows(settings, r):
-    with TestClient(create_app(settings)) as client:
-        batch = [
-            {"event_id": "v1", "event_type": "view", "user_id": "u1", "post_id": "p1", "watch_time_s": 7.5},
+    with TestClient(create_app(settings), headers=bearer(settings, "u1")) as client:
+        as_u2 = bearer(settings, "u2")
+        mine = [{"event_id": "v1", "event_type": "view", "user_id": "u1", "post_id": "p1", "watch_time_s": 7.5}]
+        theirs = [
             {"event_id": "v2", "event_type": "view", "user_id": "u2", "post_id": "p1", "watch_time_s": 0},
             {"event_id": "l1", "event_type": "like", "user_id": "u2", "post_id": "p1"},
             {"event_id": "c1", "event_type": "comment", "user_id": "u2", "post_id": "p1", "text": "so good"},
             {"event_id": "f1", "event_type": "follow", "user_id": "u2", "target_user_id": "u1"},
         ]
-        assert client.post("/v1/events", json={"events": batch}).json() == {"accepted": 5, "duplicates": 0}
-        assert client.post("/v1/events", json={"events": batch}).json() == {"accepted": 0, "duplicates": 5}
+        assert client.post("/v1/events", json={"events": mine}).json() == {"accepted": 1, "duplicates": 0}
+        assert client.post("/v1/events", headers=as_u2, json={"events": theirs}).json() == {"accepted": 4, "duplicates": 0}
+        assert client.post("/v1/events", headers=as_u2, json={"events": theirs}).json() == {"accepted": 0, "duplicates": 4}
         video = {"post_id": "p1", "author_id": "u1", "kind": "video", "caption": "hi", "hashtags": ["#Dance"], "duration_s": 12}
         res = client.post("/v1/posts", data={"post": json.dumps(video)}, files={"media": ("clip.mp4", MP4, "video/mp4")})
         assert res.status_code == 202, res.text

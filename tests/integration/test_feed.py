@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from socialpulse import lake
+from tests.tokens import bearer
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +137,7 @@ def test_ranker_is_evaluated_against_baselines_and_registered(world):
 def test_feed_serves_ranked_servable_posts_without_repeats(world, api):
     hidden = {p for ps in HIDDEN.values() for p in ps}
     seen: list[str] = []
-    r = api.get("/v1/feed", params={"user_id": "u000020", "limit": 10})
+    r = api.get("/v1/feed", headers=bearer(api.app.state.settings, "u000020"), params={"limit": 10})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["degraded"] == [] and body["model_version"] == world["ranker"]["model_version"]
@@ -145,7 +146,7 @@ def test_feed_serves_ranked_servable_posts_without_repeats(world, api):
     seen += [i["post_id"] for i in body["items"]]
     assert [i["position"] for i in body["items"]] == list(range(10))
     for page in range(1, 6):
-        body = api.get("/v1/feed", params={"user_id": "u000020", "limit": 10, "cursor": cursor}).json()
+        body = api.get("/v1/feed", headers=bearer(api.app.state.settings, "u000020"), params={"limit": 10, "cursor": cursor}).json()
         ids = [i["post_id"] for i in body["items"]]
         assert not set(ids) & set(seen), f"page {page} repeats {set(ids) & set(seen)}"
         assert [i["position"] for i in body["items"]] == list(range(10 * page, 10 * page + len(ids)))
@@ -154,7 +155,7 @@ def test_feed_serves_ranked_servable_posts_without_repeats(world, api):
     assert len(seen) == 60 and not set(seen) & hidden
     distinct = 0
     for u in range(0, 40):
-        items = api.get("/v1/feed", params={"user_id": f"u{u:06d}", "limit": 20}).json()["items"]
+        items = api.get("/v1/feed", headers=bearer(api.app.state.settings, f"u{u:06d}"), params={"limit": 20}).json()["items"]
         assert not {i["post_id"] for i in items} & hidden
         authors = [i["author_id"] for i in items[:10]]
         distinct += len(set(authors)) == len(authors)
@@ -200,7 +201,7 @@ def test_feed_recovers_planted_interest_clusters(world, api):
     post_cluster = dict(zip(posts["post_id"].to_pylist(), posts["cluster"].to_pylist()))
     feeds = {}
     for u in list(user_cluster)[60:120]:
-        feeds[u] = [i["post_id"] for i in api.get("/v1/feed", params={"user_id": u, "limit": 10}).json()["items"]]
+        feeds[u] = [i["post_id"] for i in api.get("/v1/feed", headers=bearer(api.app.state.settings, u), params={"limit": 10}).json()["items"]]
     with psycopg.connect(s.postgres) as conn:
         servable = [p["post_id"] for p in servable_posts(conn)]
     out = cluster_recovery(feeds, user_cluster, post_cluster, servable)
@@ -215,10 +216,10 @@ def test_block_and_not_interested_are_honoured(world, api):
 
     s = world["settings"]
     user = "u000030"
-    first = api.get("/v1/feed", params={"user_id": user, "limit": 10}).json()["items"]
+    first = api.get("/v1/feed", headers=bearer(api.app.state.settings, user), params={"limit": 10}).json()["items"]
     blocked_author, dismissed = first[0]["author_id"], first[1]
     now = dt.datetime.now(dt.timezone.utc).isoformat()
-    r = api.post("/v1/events", json={"events": [
+    r = api.post("/v1/events", headers=bearer(s, user), json={"events": [
         {"event_id": "fb-1", "event_type": "block", "user_id": user, "target_user_id": blocked_author, "created_at": now},
         {"event_id": "fb-2", "event_type": "not_interested", "user_id": user, "post_id": dismissed["post_id"],
          "created_at": now}]})
@@ -226,9 +227,9 @@ def test_block_and_not_interested_are_honoured(world, api):
     drain_all(s, redis.Redis.from_url(s.redis))
     publish_state(s, redis.Redis.from_url(s.redis))
     after = []
-    body = api.get("/v1/feed", params={"user_id": user, "limit": 20}).json()
+    body = api.get("/v1/feed", headers=bearer(api.app.state.settings, user), params={"limit": 20}).json()
     after += body["items"]
-    body = api.get("/v1/feed", params={"user_id": user, "limit": 20, "cursor": body["next_cursor"]}).json()
+    body = api.get("/v1/feed", headers=bearer(api.app.state.settings, user), params={"limit": 20, "cursor": body["next_cursor"]}).json()
     after += body["items"]
     assert blocked_author not in {i["author_id"] for i in after}
     assert dismissed["post_id"] not in {i["post_id"] for i in after}
@@ -244,7 +245,7 @@ def test_served_pages_are_logged_as_impressions_through_the_ingest_stream(world,
     from socialpulse.drain import drain_all
 
     s = world["settings"]
-    body = api.get("/v1/feed", params={"user_id": "u000044", "limit": 7}).json()
+    body = api.get("/v1/feed", headers=bearer(api.app.state.settings, "u000044"), params={"limit": 7}).json()
     result = drain_all(s, redis.Redis.from_url(s.redis))
     assert result.rows.get("impressions", 0) >= 7
     rows = lake.read(IMPRESSIONS, settings=s, filters=[("event_date", "=", TODAY)])
@@ -268,24 +269,24 @@ def test_feed_degrades_without_redis_or_model(world):
     s = world["settings"]
     no_redis = s.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     with TestClient(create_app(no_redis, warm=False)) as client:
-        body = client.get("/v1/feed", params={"user_id": "u000050", "limit": 10}).json()
+        body = client.get("/v1/feed", headers=bearer(client.app.state.settings, "u000050"), params={"limit": 10}).json()
         assert "redis" in body["degraded"] and len(body["items"]) == 10
         hidden = {p for ps in HIDDEN.values() for p in ps}
         assert not {i["post_id"] for i in body["items"]} & hidden
-        nxt = client.get("/v1/feed", params={"user_id": "u000050", "limit": 10, "cursor": body["next_cursor"]}).json()
+        nxt = client.get("/v1/feed", headers=bearer(client.app.state.settings, "u000050"), params={"limit": 10, "cursor": body["next_cursor"]}).json()
         assert not {i["post_id"] for i in nxt["items"]} & {i["post_id"] for i in body["items"]}
     no_model = s.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}"})
     with TestClient(create_app(no_model, warm=False)) as client:
         client.app.state.stores.ranker.load_now()
-        body = client.get("/v1/feed", params={"user_id": "u000050", "limit": 10}).json()
+        body = client.get("/v1/feed", headers=bearer(client.app.state.settings, "u000050"), params={"limit": 10}).json()
         assert body["degraded"] == ["model"] and body["model_version"] == "heuristic" and len(body["items"]) == 10
 
 
 def test_feed_validates_its_parameters(api):
-    assert api.get("/v1/feed", params={"user_id": "u1", "limit": 0}).status_code == 422
-    assert api.get("/v1/feed", params={"user_id": "bad id!"}).status_code == 422
-    r = api.get("/v1/feed", params={"user_id": "u000010", "cursor": "nonsense"})
+    assert api.get("/v1/feed", headers=bearer(api.app.state.settings, "u1"), params={"limit": 0}).status_code == 422
+    assert api.get("/v1/feed").status_code == 401  # the user is the token's: there is no user_id parameter
+    r = api.get("/v1/feed", headers=bearer(api.app.state.settings, "u000010"), params={"cursor": "nonsense"})
     assert r.status_code == 422 and "cursor" in r.json()["error"]
-    other = api.get("/v1/feed", params={"user_id": "u000011", "limit": 2}).json()["next_cursor"]
-    r = api.get("/v1/feed", params={"user_id": "u000010", "cursor": other})
+    other = api.get("/v1/feed", headers=bearer(api.app.state.settings, "u000011"), params={"limit": 2}).json()["next_cursor"]
+    r = api.get("/v1/feed", headers=bearer(api.app.state.settings, "u000010"), params={"cursor": other})
     assert r.status_code == 422 and "another user" in r.json()["error"]

@@ -17,6 +17,7 @@ from serving.app import create_app
 from socialpulse.ingest import EVENTS_STREAM, POSTS_STREAM, USERS_STREAM, utc_now
 from socialpulse.media import local_path
 from socialpulse.settings import Settings
+from tests.tokens import bearer
 
 MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256)) * 4
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
@@ -30,7 +31,7 @@ def api_settings(redis_settings) -> Settings:
 
 @pytest.fixture
 def client(api_settings):
-    with TestClient(create_app(api_settings)) as c:
+    with TestClient(create_app(api_settings), headers=bearer(api_settings, "u1")) as c:
         yield c
 
 
@@ -108,7 +109,8 @@ def test_malformed_events_are_refused_and_nothing_is_enqueued(client, r):
 
 
 @pytest.mark.integration
-def test_users_are_enqueued_once_and_an_implausible_birth_year_is_a_clear_422(client, r):
+def test_users_are_enqueued_once_and_an_implausible_birth_year_is_a_clear_422(client, r, api_settings):
+    client.headers.update(bearer(api_settings, "u7"))
     too_young = utc_now().year - 12
     res = client.post("/v1/users", json={"user_id": "u7", "handle": "kid", "birth_year": too_young})
     assert res.status_code == 422
@@ -212,7 +214,7 @@ def test_readyz_checks_every_store(stack, tmp_path):
     body = res.json()
     assert body["status"] == "ready"
     assert {name: c["ok"] for name, c in body["checks"].items()} == {
-        "postgres": True, "redis": True, "media": True, "mlflow": True, "feast_online": True,
+        "postgres": True, "redis": True, "media": True, "mlflow": True, "feast_online": True, "auth": True,
     }
 
 

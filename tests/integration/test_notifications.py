@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from cli.main import main as cli_main
 from socialpulse import lake, notifications as n
+from tests.tokens import bearer
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
@@ -493,37 +494,42 @@ def api(stores):
 
 def test_api_lists_pages_and_marks_read(conn, api):
     n.enqueue(conn, [item("reader", f"k{i}") for i in range(5)] + [item("other", "k-other")])
-    page = api.get("/v1/notifications", params={"user_id": "reader", "limit": 3}).json()
+    page = api.get("/v1/notifications", headers=bearer(api.app.state.settings, "reader"), params={"limit": 3}).json()
     ids = [i["id"] for i in page["items"]]
     assert len(ids) == 3 and ids == sorted(ids, reverse=True) and page["next_cursor"] == str(ids[-1])
-    rest = api.get("/v1/notifications", params={"user_id": "reader", "limit": 3, "cursor": page["next_cursor"]}).json()
+    rest = api.get("/v1/notifications", headers=bearer(api.app.state.settings, "reader"), params={"limit": 3, "cursor": page["next_cursor"]}).json()
     assert len(rest["items"]) == 2 and rest["next_cursor"] is None and max(i["id"] for i in rest["items"]) < ids[-1]
     assert page["items"][0]["title"] == "Milestone reached" and page["items"][0]["read"] is False
 
     other = outbox(conn, user_id="other")[0]["id"]
-    r = api.post("/v1/notifications/read", json={"user_id": "reader", "ids": [ids[0], other]})
+    as_reader = bearer(api.app.state.settings, "reader")
+    r = api.post("/v1/notifications/read", headers=as_reader, json={"ids": [ids[0], other]})
     assert r.status_code == 200 and r.json()["marked"] == 1 and r.json()["not_found"] == [other]
-    assert api.post("/v1/notifications/read", json={"user_id": "reader", "ids": [other]}).status_code == 404
-    unread = api.get("/v1/notifications", params={"user_id": "reader", "unread_only": True}).json()["items"]
+    assert api.post("/v1/notifications/read", headers=as_reader, json={"ids": [other]}).status_code == 404
+    # another user cannot mark the reader's notifications: they are not theirs
+    assert api.post("/v1/notifications/read", headers=bearer(api.app.state.settings, "other"),
+                    json={"ids": [ids[1]]}).status_code == 404
+    unread = api.get("/v1/notifications", headers=bearer(api.app.state.settings, "reader"), params={"unread_only": True}).json()["items"]
     assert len(unread) == 4 and ids[0] not in [i["id"] for i in unread]
 
-    assert api.get("/v1/notifications", params={"user_id": "reader", "cursor": "abc"}).status_code == 400
-    assert api.get("/v1/notifications", params={"user_id": "bad id!"}).status_code == 422
-    assert api.post("/v1/notifications/read", json={"user_id": "reader", "ids": []}).status_code == 422
+    assert api.get("/v1/notifications", headers=bearer(api.app.state.settings, "reader"), params={"cursor": "abc"}).status_code == 400
+    assert api.get("/v1/notifications").status_code == 401
+    assert api.post("/v1/notifications/read", headers=as_reader, json={"ids": []}).status_code == 422
+    assert api.post("/v1/notifications/read", headers=as_reader, json={"user_id": "other", "ids": [other]}).status_code == 422
 
 
 def test_api_preferences(conn, api):
-    got = api.get("/v1/notifications/preferences", params={"user_id": "pref"}).json()
+    got = api.get("/v1/notifications/preferences", headers=bearer(api.app.state.settings, "pref")).json()
     assert got == {"user_id": "pref", "kinds": {}, "quiet_hours": None, "digest": False, "push_subscription": None}
     body = {"kinds": {"milestone": {"enabled": False}}, "digest": True,
             "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "America/New_York"}}
-    put = api.put("/v1/notifications/preferences", params={"user_id": "pref"}, json=body)
+    put = api.put("/v1/notifications/preferences", headers=bearer(api.app.state.settings, "pref"), json=body)
     assert put.status_code == 200 and put.json()["quiet_hours"]["start"] == "22:00:00"
-    assert api.get("/v1/notifications/preferences", params={"user_id": "pref"}).json() == put.json()
+    assert api.get("/v1/notifications/preferences", headers=bearer(api.app.state.settings, "pref")).json() == put.json()
     n.enqueue(conn, [item("pref", "k1")])
-    assert api.get("/v1/notifications", params={"user_id": "pref"}).json()["items"] == []  # milestones off
+    assert api.get("/v1/notifications", headers=bearer(api.app.state.settings, "pref")).json()["items"] == []  # milestones off
     for bad in ({"kinds": {"spam": {}}}, {"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Moon/Base"}}):
-        r = api.put("/v1/notifications/preferences", params={"user_id": "pref"}, json=bad)
+        r = api.put("/v1/notifications/preferences", headers=bearer(api.app.state.settings, "pref"), json=bad)
         assert r.status_code == 422 and r.json()["error"]
 
 
@@ -535,5 +541,5 @@ def test_api_is_503_without_postgres(stores):
 
     down = stores.model_copy(update={"postgres_port": free_port(), "postgres_dsn": None})
     with TestClient(create_app(down, warm=False)) as client:
-        r = client.get("/v1/notifications", params={"user_id": "u1"})
+        r = client.get("/v1/notifications", headers=bearer(client.app.state.settings, "u1"))
     assert r.status_code == 503 and r.headers["Retry-After"] and "notifications store" in r.json()["error"]

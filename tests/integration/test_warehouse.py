@@ -16,6 +16,7 @@ from assets.warehouse.export import (
 from socialpulse import lake, metrics
 from socialpulse.stores.postgres import pg_type
 from socialpulse.contracts import FOLLOWS, INTERACTIONS, POSTS, USERS, conform
+from tests.tokens import bearer
 
 UTC = dt.timezone.utc
 # days no other test writes, so counts are exact on the shared session stack
@@ -300,7 +301,7 @@ def test_creator_analytics_endpoint_serves_the_series_and_refuses_bad_windows(st
                                event("wh-a2", "view", "u2", "wh-ap", at(day, 5, 30), 2.0),
                                event("wh-a3", "like", "u2", "wh-ap", at(day, 6))], settings=stack)
     metrics.write_day(stack, day)
-    with TestClient(create_app(stack, warm=False)) as client:
+    with TestClient(create_app(stack, warm=False), headers=bearer(stack, "wh-c3")) as client:
         body = client.get("/v1/creators/wh-c3/analytics",
                           params={"granularity": "hour", "from": f"{day}T04:00:00Z", "to": f"{day}T07:00:00Z"}).json()
         assert [b["bucket"] for b in body["series"]] == [at(day, h).isoformat() for h in (4, 5, 6)]
@@ -312,7 +313,8 @@ def test_creator_analytics_endpoint_serves_the_series_and_refuses_bad_windows(st
         assert [(b["bucket"], b["unique_viewers"]) for b in daily.json()["series"]] == [
             (str(day), 2), (str(day + dt.timedelta(days=1)), 0)]
         # a creator with no activity is zeros, not an error
-        assert client.get("/v1/creators/nobody/analytics", params={"from": str(day)}).json()["totals"]["views"] == 0
+        assert client.get("/v1/creators/nobody/analytics", params={"from": str(day)},
+                          headers=bearer(stack, "ops", "admin")).json()["totals"]["views"] == 0
         for params, field in [({"from": "yesterday"}, "from"), ({"from": str(day), "to": str(day)}, "from"),
                               ({"granularity": "hour", "from": "2026-01-01", "to": "2026-06-01"}, "from")]:
             r = client.get("/v1/creators/wh-c3/analytics", params=params)

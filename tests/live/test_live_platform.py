@@ -25,6 +25,7 @@ import pytest
 from bench.platform import LivePlatform, real_photo, wait_for
 from socialpulse.loaders import HATEXPLAIN_SAMPLE
 from socialpulse.runtime import pid_alive
+from tests.tokens import bearer, post_events, token
 
 pytestmark = pytest.mark.live
 
@@ -61,11 +62,11 @@ def api(live):
         yield client
 
 
-def _upload(api, post: dict, media: bytes | None = None) -> dict:
+def _upload(api, settings, post: dict, media: bytes | None = None) -> dict:
     files = {"post": (None, json.dumps(post), "application/json")}
     if media is not None:
         files["media"] = ("photo.jpg", media, "image/jpeg")
-    r = api.post("/v1/posts", files=files)
+    r = api.post("/v1/posts", files=files, headers=bearer(settings, post["author_id"]))
     assert r.status_code == 202, r.text
     return r.json()
 
@@ -87,14 +88,13 @@ def test_posts_and_events_are_served_by_the_automation_alone(live, api):
     image_post = {"post_id": f"live-photo-{tag}", "author_id": "u-live-2", "kind": "image",
                   "caption": "lanterns glowing over the old temple gate at dusk"}
     t0 = time.monotonic()
-    _upload(api, text_post)
-    accepted = _upload(api, image_post, real_photo())
+    _upload(api, live.settings, text_post)
+    accepted = _upload(api, live.settings, image_post, real_photo())
     assert accepted["media"]["content_type"] == "image/jpeg"
     events = [{"event_id": f"live-ev-{tag}-{i}", "event_type": kind, "user_id": f"u-viewer-{i}",
                "post_id": text_post["post_id"], **({"watch_time_s": 12.0} if kind == "view" else {})}
               for i, kind in enumerate(["view"] * 30 + ["like"] * 10 + ["share"] * 5)]
-    r = api.post("/v1/events", json={"events": events})
-    assert r.status_code == 202 and r.json() == {"accepted": 45, "duplicates": 0}, r.text
+    assert post_events(api, live.settings, events) == {"accepted": 45, "duplicates": 0}
 
     timings = {}
     for post in (text_post, image_post):
@@ -118,7 +118,7 @@ def test_posts_and_events_are_served_by_the_automation_alone(live, api):
     # the feed: the new posts reach users as fresh posts once the feed state schedule has run
     def in_feed():
         for user in ("u000003", "u000007", "u000011"):
-            r = api.get("/v1/feed", params={"user_id": user, "limit": 20})
+            r = api.get("/v1/feed", params={"limit": 20}, headers=bearer(live.settings, user))
             assert r.status_code == 200, r.text
             ids = {i["post_id"]: i["source"] for i in r.json()["items"]}
             hit = {p["post_id"]: ids[p["post_id"]] for p in (text_post, image_post) if p["post_id"] in ids}
@@ -149,11 +149,11 @@ def test_the_creator_dashboard_shows_the_demo_worlds_numbers(live, api, tmp_path
     with psycopg.connect(live.settings.postgres) as conn:
         creator = metrics.busiest_creator(conn, today - dt.timedelta(days=28), today + dt.timedelta(days=1))
     assert creator is not None
-    body = api.get(f"/v1/creators/{creator}/dashboard").json()
+    body = api.get(f"/v1/creators/{creator}/dashboard", headers=bearer(live.settings, creator)).json()
     assert body["totals"]["views"] > 0 and body["top_posts"]["rows"], body
     assert body["audience"]["status"] == "ok" and body["audience"]["by_country"], body["audience"]
     with chromium(tmp_path / "profile") as browser:
-        page, _ = load_dashboard(browser, f"{live.api_url}/creators/{creator}")
+        page, _ = load_dashboard(browser, f"{live.api_url}/creators/{creator}#token={token(live.settings, creator)}")
         shown = page.inner_text("[data-total=views] .sub")
         rows = page.eval_on_selector_all("#top-posts-table tbody tr", "rs => rs.map(r => r.dataset.postId)")
         page.screenshot(path=str(artifact("dashboard-demo.png")), full_page=True)
@@ -170,8 +170,8 @@ class Load:
     """Client threads posting event batches with fresh ids; a batch that fails (connection error, 5xx) is
     retried with the same ids until accepted, as a well-behaved app client does."""
 
-    def __init__(self, base_url: str, prefix: str, clients: int = 2, batch: int = 250, rate: float = 3000):
-        self.base_url, self.prefix, self.batch = base_url, prefix, batch
+    def __init__(self, base_url: str, settings, prefix: str, clients: int = 2, batch: int = 250, rate: float = 3000):
+        self.base_url, self.settings, self.prefix, self.batch = base_url, settings, prefix, batch
         self.interval = clients * batch / rate  # seconds between one client's batches
         self.accepted: set[str] = set()
         self.retries = 0
@@ -197,13 +197,16 @@ class Load:
             while not self._stop.is_set():
                 next_at += self.interval
                 time.sleep(max(0.0, next_at - time.monotonic()))
+                # one app's batch: one user's events, sent with that user's token
+                user = f"u{(n * 31 + worker) % 997}"
                 events = [{"event_id": f"{self.prefix}-{worker}-{n}-{i}", "event_type": "view",
-                           "user_id": f"u{(n + i) % 997}", "post_id": f"p{(n * 7 + i) % 4999}", "watch_time_s": 3.0}
+                           "user_id": user, "post_id": f"p{(n * 7 + i) % 4999}", "watch_time_s": 3.0}
                           for i in range(self.batch)]
+                headers = bearer(self.settings, user)
                 deadline = time.monotonic() + 150
                 while time.monotonic() < deadline:  # the same ids until accepted
                     try:
-                        r = http.post("/v1/events", json={"events": events})
+                        r = http.post("/v1/events", json={"events": events}, headers=headers)
                         if r.status_code == 202:
                             with self._lock:
                                 self.accepted.update(e["event_id"] for e in events)
@@ -267,7 +270,7 @@ def test_drain_run_killed_three_times_mid_load_loses_and_duplicates_nothing(live
 
     prefix = f"kd-{uuid.uuid4().hex[:6]}"
     kills: list[str] = []
-    with Load(live.api_url, prefix) as load:
+    with Load(live.api_url, live.settings, prefix) as load:
         deadline = time.monotonic() + 420  # each killed run holds the ingest lane until it is reported failed
         while len(kills) < 3:
             assert time.monotonic() < deadline, f"only {len(kills)} drain runs caught mid-drain"
@@ -299,7 +302,7 @@ def test_drain_run_killed_three_times_mid_load_loses_and_duplicates_nothing(live
 
 def test_api_killed_mid_load_with_retrying_clients_loses_and_duplicates_nothing(live):
     prefix = f"ka-{uuid.uuid4().hex[:6]}"
-    with Load(live.api_url, prefix, clients=3) as load:
+    with Load(live.api_url, live.settings, prefix, clients=3) as load:
         wait_for("load under way", lambda: len(load.accepted) >= 2000, 120, interval=0.2)
         pid = live.service_pid("api")
         os.killpg(pid, signal.SIGKILL)  # the API runs in its own session, led by the PID we started

@@ -48,8 +48,8 @@ def test_app_answers_without_any_store(tmp_path):
         r = client.get("/readyz")
         assert r.status_code == 503
         body = r.json()
-        assert set(body["checks"]) == {"postgres", "redis", "media", "mlflow", "feast_online"}
-        assert body["checks"]["media"]["ok"] is True
+        assert set(body["checks"]) == {"postgres", "redis", "media", "mlflow", "feast_online", "auth"}
+        assert body["checks"]["media"]["ok"] is True and body["checks"]["auth"]["ok"] is True
         for name in ("postgres", "redis", "mlflow", "feast_online"):
             assert body["checks"][name]["ok"] is False and name in body["error"]
         assert "Traceback" not in r.text

@@ -28,7 +28,7 @@ def test_production_refuses_embedded_defaults(monkeypatch):
 
 
 #: a production configuration that passes every check (external stores over TLS, an identity provider, keys)
-PRODUCTION = dict(env="production", lake_uri="s3://l", media_uri="/m",
+PRODUCTION = dict(env="production", lake_uri="s3://l", media_uri="/m", storage_sse="aws:kms", storage_sse_kms_key_id="k",
                   postgres_dsn="postgresql://h/db?sslmode=verify-full", redis_url="rediss://h:6380/0",
                   spark_remote="sc://h:1", mlflow_tracking_uri="https://h", notifications_provider="webpush",
                   webpush_vapid_private_key="k", auth_jwks_url="https://id.example/jwks.json",
@@ -64,7 +64,17 @@ def test_ca_bundles_reach_the_clients_through_their_urls(tmp_path):
     assert redis.Redis.from_url(s.redis).connection_pool.connection_kwargs["ssl_ca_certs"] == f"{tmp_path}/ca.pem"
 
 
-def test_kms_media_encryption_needs_its_key():
+def test_object_storage_writes_ask_for_server_side_encryption(tmp_path):
+    from socialpulse.runtime import prepare_process
+    from socialpulse.settings import storage_encryption_env
+
     with pytest.raises(ValidationError, match="KMS_KEY_ID"):
-        Settings(media_sse="aws:kms")
-    assert Settings(media_sse="aws:kms", media_sse_kms_key_id="alias/media").media_sse == "aws:kms"
+        Settings(storage_sse="aws:kms")
+    kms = Settings(home=tmp_path, storage_sse="aws:kms", storage_sse_kms_key_id="alias/lake")
+    assert storage_encryption_env(kms) == {"AWS_SERVER_SIDE_ENCRYPTION": "aws:kms", "AWS_SSE_KMS_KEY_ID": "alias/lake"}
+    env: dict[str, str] = {}
+    prepare_process(kms, env)  # every process the platform starts: delta-rs' object store reads these
+    assert env["AWS_SERVER_SIDE_ENCRYPTION"] == "aws:kms" and env["AWS_SSE_KMS_KEY_ID"] == "alias/lake"
+    assert storage_encryption_env(Settings()) == {}
+    with pytest.raises(ValidationError, match="needs SOCIALPULSE_STORAGE_SSE"):
+        Settings(**{**PRODUCTION, "storage_sse": "none"})

@@ -42,8 +42,9 @@ POST_FIELD_LIMIT = 64 * 1024
 FORM_OVERHEAD = POST_FIELD_LIMIT + 16 * 1024
 
 
-def _inline_schema(model: type[BaseModel]) -> dict:
-    """The JSON schema of a model with its ``$defs`` inlined (it is embedded in the OpenAPI document)."""
+def _inline_schema(model: type[BaseModel], caller_field: str | None = None) -> dict:
+    """The JSON schema of a model with its ``$defs`` inlined (it is embedded in the OpenAPI document);
+    ``caller_field`` (the user the token names) is documented as optional."""
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
 
@@ -52,7 +53,12 @@ def _inline_schema(model: type[BaseModel]) -> dict:
             ref = node.get("$ref", "")
             if ref.startswith("#/$defs/"):
                 return inline(defs[ref.removeprefix("#/$defs/")])
-            return {k: inline(v) for k, v in node.items()}
+            node = {k: inline(v) for k, v in node.items()}
+            if caller_field and caller_field in node.get("properties", {}):
+                node["required"] = [f for f in node.get("required", []) if f != caller_field]
+                node["properties"][caller_field] = {**node["properties"][caller_field], "description":
+                                                    "the token's user (leave it out; another user is a 403)"}
+            return node
         if isinstance(node, list):
             return [inline(v) for v in node]
         return node
@@ -166,7 +172,7 @@ def _require_content_type(request: Request, *accepted: str) -> str:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _inline_schema(EventBatch), "example": {"events": [
+            "content": {"application/json": {"schema": _inline_schema(EventBatch, "user_id"), "example": {"events": [
                 {"event_id": "e-1001", "event_type": "view", "post_id": "p-7", "watch_time_s": 12.5},
                 {"event_id": "e-1002", "event_type": "comment", "post_id": "p-7", "text": "so good"},
                 {"event_id": "e-1003", "event_type": "follow", "target_user_id": "u-9"},
@@ -211,7 +217,7 @@ USER_JSON_LIMIT = 16 * 1024
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _inline_schema(UserIn), "example": {
+            "content": {"application/json": {"schema": _inline_schema(UserIn, "user_id"), "example": {
                 "handle": "maya", "country": "US", "language": "en", "birth_year": 2004}}},
         }
     },
@@ -246,7 +252,8 @@ async def post_users(request: Request, settings: SettingsDep, redis: RedisDep, p
                         "type": "object",
                         "required": ["post"],
                         "properties": {
-                            "post": {"type": "string", "description": "JSON of PostIn; must come before media",
+                            "post": {"type": "string", "description": "JSON of PostIn (author_id: the token's "
+                                                                      "user, left out); must come before media",
                                      "example": '{"post_id": "p-8", "kind": "text", '
                                                 '"caption": "sunset over the lake #sunset"}'},
                             "media": {"type": "string", "format": "binary"},
