@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from serving.deps import Stores, get_stores
 from serving.errors import ApiError, is_unreachable
-from socialpulse.auth import AuthError, Principal, TokenVerifier
+from socialpulse.auth import AuthError, Principal, TokenVerifier, erased_key
 
 log = logging.getLogger("serving")
 
@@ -25,17 +25,20 @@ BUDGETS = ("ingest", "uploads", "reads")
 _bearer = HTTPBearer(auto_error=False, description="a JWT from the identity provider (embedded default: "
                      "`socialpulse auth token --user ID [--role user|moderator|admin]`)")
 
-# GCRA over every given key at once: a request is allowed only if every key has room, and only an allowed
-# request spends. KEYS = the keys; ARGV[1] = now (ms), ARGV[1+i] = key i's emission interval (ms per request,
-# 60000 / limit). Each key holds its theoretical arrival time and expires when it no longer matters.
-# Returns {1, 0} when allowed, {0, ms until the first key has room} when not.
+# KEYS[1] = the token user's closed-account marker ('' for anonymous requests): set, the request is refused
+# ({-1, 0}). Then GCRA over every other key at once: a request is allowed only if every key has room, and only
+# an allowed request spends. KEYS[1+i] = a limit key; ARGV[1] = now (ms), ARGV[1+i] = its emission interval (ms
+# per request, 60000 / limit). Each key holds its theoretical arrival time and expires when it no longer
+# matters. Returns {1, 0} when allowed, {0, ms until the first key has room} when not.
 _GCRA_LUA = """
+if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
 local now = tonumber(ARGV[1])
 local window = 60000
 local wait = 0
 local tats = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[i + 1])
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local interval = tonumber(ARGV[i])
   local tat = tonumber(redis.call('GET', key) or '0')
   if tat < now then tat = now end
   tats[i] = tat + interval
@@ -43,12 +46,14 @@ for i, key in ipairs(KEYS) do
   if now < allow_at and allow_at - now > wait then wait = allow_at - now end
 end
 if wait > 0 then return {0, wait} end
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, tats[i], 'PX', math.max(1, tats[i] - now))
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], tats[i], 'PX', math.max(1, tats[i] - now))
 end
 return {1, 0}
 """
 RATE_PREFIX = "ratelimit:"
+#: what :meth:`RateLimiter.spend` answers for a closed account's token
+CLOSED = -1.0
 #: after Redis was found unreachable, requests go unlimited this long before the limiter asks again
 REDIS_DOWN_SKIP_S = 5.0
 
@@ -63,18 +68,21 @@ class RateLimiter:
         self._skip_until = 0.0
 
     def spend(self, budget: str, principal: Principal | None, ip: str) -> float:
-        """Spend one request; 0 when allowed, else the seconds to wait. Fails open when Redis is unreachable
-        (the reads that can be served without Redis still are; ingest then fails on its own store)."""
+        """Spend one request; 0 when allowed, else the seconds to wait (:data:`CLOSED` for a closed account's
+        token). Fails open when Redis is unreachable (the reads that can be served without Redis still are;
+        ingest then fails on its own store)."""
         settings = self.stores.settings
         limit = getattr(settings, f"rate_limit_{budget}_per_min")
-        if limit <= 0:
+        keys = [erased_key(settings, principal.user_id) if principal is not None else ""]
+        intervals = []
+        if limit > 0:
+            if principal is not None:
+                keys.append(f"{RATE_PREFIX}{budget}:token:{principal.user_id}")
+                intervals.append(60000.0 / limit)
+            keys.append(f"{RATE_PREFIX}{budget}:ip:{ip}")
+            intervals.append(60000.0 / (limit * settings.rate_limit_ip_factor))
+        if len(keys) == 1 and principal is None:
             return 0.0
-        keys, intervals = [], []
-        if principal is not None:
-            keys.append(f"{RATE_PREFIX}{budget}:token:{principal.user_id}")
-            intervals.append(60000.0 / limit)
-        keys.append(f"{RATE_PREFIX}{budget}:ip:{ip}")
-        intervals.append(60000.0 / (limit * settings.rate_limit_ip_factor))
         if time.monotonic() < self._skip_until:
             return 0.0
         try:
@@ -90,6 +98,8 @@ class RateLimiter:
                 self._warned = time.monotonic()
                 log.warning("rate limits not enforced: Redis is unreachable (%s)", type(exc).__name__)
             return 0.0
+        if int(allowed) < 0:
+            return CLOSED
         return 0.0 if int(allowed) else int(wait_ms) / 1000.0
 
 
@@ -142,6 +152,8 @@ class Caller:
             if not principal.has_role(self.role):
                 raise ApiError(403, f"this needs the {self.role} role (the token has {principal.role})")
         wait = _limiter(stores).spend(self.budget, principal, client_ip(request))
+        if wait == CLOSED:
+            raise ApiError(403, "this account is closed (its deletion was requested); its tokens are no longer accepted")
         if wait > 0:
             retry = max(1, int(wait + 0.999))
             raise ApiError(429, f"rate limit of {self.budget} requests exceeded; retry in {retry} s",

@@ -199,3 +199,23 @@ def principal_of(claims: dict) -> Principal:
 
 def jwks_json(settings: Settings) -> str:
     return json.dumps(public_jwks(settings))
+
+
+# --- closed accounts ------------------------------------------------------------------------------
+
+#: Redis key prefix of closed accounts (named by their audit pseudonym, never their id)
+ERASED_PREFIX = "auth:erased:"
+#: how long a closed account's tokens stay refused: longer than any token lives
+ERASED_TTL_S = 30 * 24 * 3600
+
+
+def erased_key(settings: Settings, user_id: str) -> str:
+    from socialpulse.audit import ref
+
+    return ERASED_PREFIX + ref(settings, user_id)
+
+
+def close_account(redis_client, settings: Settings, user_id: str) -> None:
+    """From now on every request with a token of ``user_id`` is refused (403): set when a deletion is requested,
+    so nothing new of the user is accepted while it runs, nor afterwards from a token issued before."""
+    redis_client.set(erased_key(settings, user_id), "1", ex=ERASED_TTL_S)

@@ -1,4 +1,5 @@
-"""Moderation domain: text / image / video scores, policy decisions, and their serving copies.
+"""Moderation domain: text / image / video scores, policy decisions, their serving copies, and the
+moderators' reviews copied back as text-model labels.
 
 The pure modules (text, media, policy, scoring) import without Dagster, so the CLI and a GPU box can use
 them alone; the Dagster exports (ASSETS, JOBS, ...) load on first access.
@@ -13,10 +14,10 @@ def __getattr__(name: str):
     from assets.moderation import assets as defs
 
     exports = {
-        "ASSETS": [defs.text_model, *defs.DAILY_ASSETS],
+        "ASSETS": [defs.moderation_review_labels, defs.text_model, *defs.DAILY_ASSETS],
         "ASSET_CHECKS": list(defs.CHECKS),
-        "JOBS": [defs.moderation_job, defs.text_model_job],
-        "SCHEDULES": [defs.moderation_daily_schedule],
+        "JOBS": [defs.moderation_job, defs.text_model_job, defs.review_labels_job],
+        "SCHEDULES": [defs.moderation_daily_schedule, defs.review_labels_schedule],
         "SENSORS": [defs.moderation_sensor],
     }
     globals().update(exports)

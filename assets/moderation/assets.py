@@ -36,6 +36,7 @@ TEXT_MODEL_KEY = dg.AssetKey(["mlflow", "moderation", "text_model"])
 SCORES_KEY = dg.AssetKey(["lake", "silver", "moderation_scores"])
 DECISIONS_KEY = dg.AssetKey(["lake", "gold", "moderation_decisions"])
 SERVING_KEY = dg.AssetKey(["postgres", "moderation", "decisions"])
+REVIEW_LABELS_KEY = dg.AssetKey(["lake", "silver", "moderation_review_labels"])
 
 
 class TextModelConfig(dg.Config):
@@ -62,10 +63,49 @@ def hatexplain_splits(settings: Settings) -> dict[str, tuple[list[str], list[str
     return out
 
 
+def review_labels_table(settings: Settings):
+    """The reviewers' labels (empty when none were copied yet), in the contract's shape."""
+    from assets.moderation.tables import MODERATION_REVIEW_LABELS
+
+    table = lake.read(MODERATION_REVIEW_LABELS, settings=settings)
+    return lake.with_missing_columns(MODERATION_REVIEW_LABELS, table)
+
+
+@dg.asset(
+    key=REVIEW_LABELS_KEY,
+    description="Moderators' decisions from Postgres moderation.reviews as text-model labels (the latest review "
+    "per post, the text the model read, the decision mapped to hatespeech/offensive/normal).",
+    group_name=GROUP,
+    kinds={"delta", "postgres"},
+    owners=OWNERS,
+)
+def moderation_review_labels(context: dg.AssetExecutionContext, settings: SettingsResource,
+                             postgres: PostgresResource) -> dg.MaterializeResult:
+    from assets.moderation.labels import label_rows, read_reviews
+    from assets.moderation.tables import MODERATION_REVIEW_LABELS
+
+    s = settings.get()
+    with postgres.connect() as conn:
+        reviews = read_reviews(conn)
+    rows = label_rows(reviews)
+    lake.overwrite(MODERATION_REVIEW_LABELS, rows, settings=s)  # a deleted post's label goes with its review
+    counts = {f"label_{k}": v for k, v in _label_counts(rows.column("label").to_pylist()).items()}
+    context.log.info(f"{len(reviews)} reviewed posts, {rows.num_rows} labels")
+    return dg.MaterializeResult(metadata={"reviewed_posts": len(reviews), "rows": rows.num_rows, **counts})
+
+
+def _label_counts(values) -> dict[str, int]:
+    from assets.moderation.text import CLASSES
+
+    return {c: sum(1 for v in values if v == c) for c in CLASSES}
+
+
 @dg.asset(
     key=TEXT_MODEL_KEY,
-    description="HateXplain text classifier (MiniLM + head): trained on train, selected on val, reported on "
-    "test beside alt-profanity-check and the paper; promoted to `champion` only when it beats it on val.",
+    deps=[REVIEW_LABELS_KEY],
+    description="HateXplain text classifier (MiniLM + head): trained on train plus the moderators' review labels, "
+    "selected on val, reported on test beside alt-profanity-check and the paper; promoted to `champion` only "
+    "when it beats it on val.",
     group_name=GROUP,
     kinds={"mlflow", "pytorch"},
     owners=["team:ml"],
@@ -87,7 +127,12 @@ def text_model(context: dg.AssetExecutionContext, config: TextModelConfig, setti
         train_x, train_y = train_x[: config.max_train_rows], train_y[: config.max_train_rows]
     val_x, val_y = splits["val"]
     test_x, test_y = splits["test"]
-    context.log.info(f"training on {len(train_x)} texts, selecting on {len(val_x)}, reporting on {len(test_x)}")
+    # the reviewers' labels join the training split only: val and test stay HateXplain's
+    from assets.moderation.labels import training_rows
+
+    train_x, train_y, reviewed = training_rows(train_x, train_y, review_labels_table(s), [*val_x, *test_x])
+    context.log.info(f"training on {len(train_x)} texts ({reviewed} from moderators' reviews), selecting on "
+                     f"{len(val_x)}, reporting on {len(test_x)}")
     if config.finetune_epochs > 0:
         model, report = finetune_text_moderator(train_x, train_y, val_x, val_y, epochs=config.finetune_epochs,
                                                 device=config.device, progress=context.log.info)
@@ -97,6 +142,7 @@ def text_model(context: dg.AssetExecutionContext, config: TextModelConfig, setti
     test = classification_metrics(test_y, model.predict_proba(test_x))
     evaluation = evaluation_table(model, test_x, test_y)
     params = {"kind": "finetuned" if config.finetune_epochs else "frozen", "train_rows": len(train_x),
+              "review_labels": reviewed,
               **{k: v for k, v in report.items() if isinstance(v, (str, int, float, bool))}}
     reg = log_and_register(mlflow.tracking_uri, model, val_metrics=val, test_metrics=test, params=params,
                            evaluation=evaluation)
@@ -104,6 +150,8 @@ def text_model(context: dg.AssetExecutionContext, config: TextModelConfig, setti
     return dg.MaterializeResult(
         metadata={
             "model_version": model.version,
+            "train_rows": len(train_x),
+            "review_labels": reviewed,
             "registry_version": dg.MetadataValue.text(str(reg["version"])),
             "promoted": reg["promoted"],
             "champion_version": dg.MetadataValue.text(str(reg["champion_version"])),
@@ -265,8 +313,9 @@ def serving_decisions(context: dg.AssetExecutionContext, settings: SettingsResou
     day = partition_day(context)
     decisions = day_table(MODERATION_DECISIONS, s, day)
     decisions = decisions.select(MODERATION_DECISIONS.schema.names).cast(MODERATION_DECISIONS.schema)
+    posts, _ = bronze_posts_day(s, day)  # what reviewers see of the posts not plainly allowed
     with postgres.connect() as conn:
-        counts = publish_day(conn, redis.client(), decisions, day)
+        counts = publish_day(conn, redis.client(), decisions, day, posts)
     return dg.MaterializeResult(metadata=counts)
 
 
@@ -299,22 +348,26 @@ def decisions_valid(context: dg.AssetCheckExecutionContext, settings: SettingsRe
 
 
 @dg.asset_check(asset=SERVING_KEY, name="serving_matches_lake", blocking=True, partitions_def=daily_partitions,
-                description="Blocking: Postgres holds exactly the day's lake decisions and every review item is queued.")
+                description="Blocking: Postgres holds exactly the day's lake decisions (as the model's or, reviewed, "
+                "as a moderator's) and every review item is queued (or resolved).")
 def serving_matches_lake(context: dg.AssetCheckExecutionContext, settings: SettingsResource,
                          postgres: PostgresResource) -> dg.AssetCheckResult:
     from assets.moderation.tables import MODERATION_DECISIONS
 
     s, day = settings.get(), partition_day(context)
     lake_rows = day_table(MODERATION_DECISIONS, s, day)
-    review = sum(1 for a in lake_rows.column("action").to_pylist() if a == "review")
+    ids = lake_rows.column("post_id").to_pylist()
+    review_ids = [p for p, a in zip(ids, lake_rows.column("action").to_pylist()) if a == "review"]
     with postgres.connect() as conn:
-        # live rows (the worker's, posts not yet in the lake) are the next run's to confirm: count the record
-        pg_rows = conn.execute("SELECT count(*) FROM moderation.decisions WHERE event_date = %s AND source = 'asset'",
-                               (day,)).fetchone()[0]
-        queued = conn.execute(
-            """SELECT count(*) FROM moderation.decisions d JOIN moderation.review_queue q USING (post_id)
-               WHERE d.event_date = %s AND d.action = 'review'""", (day,)).fetchone()[0]
-    return blocking_result({"row_mismatch": abs(pg_rows - lake_rows.num_rows), "review_not_queued": review - queued},
+        # live rows (the worker's, posts not yet in the lake) are the next run's to confirm: count the record;
+        # a reviewed post's row is the moderator's and counts when its post is in the lake
+        pg_rows = conn.execute(
+            "SELECT count(*) FROM moderation.decisions WHERE event_date = %s AND (source = 'asset' OR "
+            "(source = 'review' AND post_id = ANY(%s)))", (day, ids)).fetchone()[0]
+        queued = conn.execute("SELECT count(*) FROM moderation.review_queue WHERE post_id = ANY(%s)",
+                              (review_ids,)).fetchone()[0]
+    return blocking_result({"row_mismatch": abs(pg_rows - lake_rows.num_rows),
+                            "review_not_queued": len(review_ids) - queued},
                    context, lake_rows=lake_rows.num_rows, postgres_rows=pg_rows)
 
 
@@ -331,6 +384,17 @@ moderation_job = dg.define_asset_job(
     # one process per run: models load once and the live path does not pay a process start per step
     executor_def=dg.in_process_executor,
 )
+review_labels_job = dg.define_asset_job(
+    "review_labels_job",
+    selection=dg.AssetSelection.assets(moderation_review_labels),
+    description="Copy the moderators' decisions into the text model's review labels (Delta).",
+    tags=lane("training"),
+)
+# daily, ahead of any training run of the day (text_model_job reads the labels it finds)
+review_labels_schedule = dg.ScheduleDefinition(
+    job=review_labels_job, cron_schedule="10 0 * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Refresh the review labels daily, so each training run sees the reviews of the day before.")
 text_model_job = dg.define_asset_job(
     "text_model_job",
     selection=dg.AssetSelection.assets(text_model),

@@ -5,8 +5,13 @@ worker (``publish_posts``, seconds after upload). Rows carry their ``source`` (`
 ``publish_day`` upserts the day's decisions in one transaction and removes the day's *asset* rows whose
 post left bronze; it never deletes a live row, which the next asset run of that day supersedes. The review
 queue gains ``review`` posts (an item a human resolved stays resolved) and loses open items whose post is no
-longer in review; the Redis gate is set for non-allowed posts and cleared for the others. Postgres commits
-first, so a crash between the two is repaired by the next run.
+longer in review (never an appeal); the Redis gate is set for non-allowed posts and cleared for the others.
+Postgres commits first, so a crash between the two is repaired by the next run.
+
+A post a moderator reviewed (``source = 'review'``) is the reviewer's: neither writer overwrites its decision,
+re-opens its queue item, notifies its author again or touches its gate. For posts not plainly allowed, the
+writers also copy what a reviewer needs to see from the posts they decided (kind, the text the model read,
+the media URI), since the API cannot read the lake.
 """
 
 from __future__ import annotations
@@ -19,17 +24,18 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from assets.moderation.policy import ACTIONS
-from assets.moderation.scoring import value_counts
+from assets.moderation.scoring import caption_text, value_counts
 from assets.moderation.tables import MODERATION_DECISIONS
 from socialpulse import notifications
-from socialpulse.moderation import DECISION_COLUMNS, REDIS_ACTIONS_KEY, ensure_tables
+from socialpulse.moderation import DECISION_COLUMNS, REDIS_ACTIONS_KEY, ensure_tables, reviewed_ids
 from socialpulse.settings import get_settings
 from socialpulse.stores.postgres import copy_arrow
 
 
 
 def _upsert(conn: psycopg.Connection, decisions: pa.Table, source: str) -> None:
-    """COPY into a temporary table, then insert-or-update by post id (a live row never replaces an asset row)."""
+    """COPY into a temporary table, then insert-or-update by post id (a live row never replaces an asset row,
+    and neither replaces a reviewed one)."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS _decisions (LIKE moderation.decisions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
     contract = MODERATION_DECISIONS.schema
     copy_arrow(conn, sql.Identifier("_decisions"), decisions.select(contract.names).cast(contract))
@@ -37,7 +43,8 @@ def _upsert(conn: psycopg.Connection, decisions: pa.Table, source: str) -> None:
     updates = sql.SQL(", ").join(
         sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in DECISION_COLUMNS if c != "post_id"
     )
-    guard = sql.SQL("") if source == "asset" else sql.SQL(" WHERE moderation.decisions.source = 'live'")
+    guard = sql.SQL(" WHERE moderation.decisions.source <> 'review'") if source == "asset" \
+        else sql.SQL(" WHERE moderation.decisions.source = 'live'")
     conn.execute(
         sql.SQL("INSERT INTO moderation.decisions ({cols}, source) SELECT {cols}, %s FROM _decisions "
                 "ON CONFLICT (post_id) DO UPDATE SET {updates}, source = EXCLUDED.source{guard}").format(
@@ -46,10 +53,43 @@ def _upsert(conn: psycopg.Connection, decisions: pa.Table, source: str) -> None:
     )
 
 
+def _content(conn: psycopg.Connection, decisions: pa.Table, posts: pa.Table | None) -> None:
+    """What a reviewer sees of the posts not plainly allowed (kind, text as the model read it, media URI); an
+    allowed post keeps none of it in Postgres. Reviewed posts are left as they are."""
+    if posts is None or posts.num_rows == 0 or decisions.num_rows == 0:
+        return
+    wanted = [c for c in ("post_id", "kind", "caption", "hashtags", "media_uri") if c in posts.column_names]
+    by_id = {r["post_id"]: r for r in posts.select(wanted).to_pylist()}
+    ids, kinds, captions, uris = [], [], [], []
+    for pid, action in zip(decisions.column("post_id").to_pylist(), decisions.column("action").to_pylist()):
+        post = by_id.get(pid)
+        if post is None:
+            continue
+        keep = action != "allow"
+        ids.append(pid)
+        kinds.append(post.get("kind") if keep else None)
+        captions.append((caption_text(post.get("caption"), post.get("hashtags")) or None) if keep else None)
+        uris.append(post.get("media_uri") if keep else None)
+    conn.execute(
+        """UPDATE moderation.decisions d SET kind = c.kind, caption = c.caption, media_uri = c.media_uri
+           FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS c(post_id, kind, caption, media_uri)
+           WHERE d.post_id = c.post_id AND d.source <> 'review'""",
+        (ids, kinds, captions, uris),
+    )
+
+
+def _unreviewed(conn: psycopg.Connection, decisions: pa.Table) -> pa.Table:
+    """The decisions less those on posts a moderator reviewed."""
+    reviewed = reviewed_ids(conn, decisions.column("post_id").to_pylist())
+    if not reviewed:
+        return decisions
+    return decisions.filter(pa.array([pid not in reviewed for pid in decisions.column("post_id").to_pylist()], pa.bool_()))
+
+
 def _review_queue(conn: psycopg.Connection, decisions: pa.Table) -> int:
     ids = decisions.column("post_id").to_pylist()
     conn.execute(
-        """DELETE FROM moderation.review_queue q WHERE q.post_id = ANY(%s) AND q.status = 'open'
+        """DELETE FROM moderation.review_queue q WHERE q.post_id = ANY(%s) AND q.status = 'open' AND NOT q.appeal
            AND NOT EXISTS (SELECT 1 FROM moderation.decisions d WHERE d.post_id = q.post_id AND d.action = 'review')""",
         (ids,),
     )
@@ -91,8 +131,9 @@ def _notify(conn: psycopg.Connection, decisions: pa.Table) -> int:
     return notifications.enqueue_safely(conn, items)
 
 
-def publish_day(conn: psycopg.Connection, redis_client, decisions: pa.Table, day: dt.date) -> dict:
-    """The record: one day of decisions from Delta."""
+def publish_day(conn: psycopg.Connection, redis_client, decisions: pa.Table, day: dt.date,
+                posts: pa.Table | None = None) -> dict:
+    """The record: one day of decisions from Delta (``posts``: the day's bronze posts, for what reviewers see)."""
     ensure_tables(conn)
     with conn.transaction():
         _upsert(conn, decisions, "asset")
@@ -100,20 +141,25 @@ def publish_day(conn: psycopg.Connection, redis_client, decisions: pa.Table, day
             "DELETE FROM moderation.decisions WHERE event_date = %s AND source = 'asset' AND NOT (post_id = ANY(%s))",
             (day, decisions.column("post_id").to_pylist()),
         )
-        review = _review_queue(conn, decisions)
-        _notify(conn, decisions)
-    _gate(redis_client, decisions)
-    return {"rows": decisions.num_rows, "review_items": review, **value_counts(decisions, "action", ACTIONS)}
+        _content(conn, decisions, posts)
+        model_owned = _unreviewed(conn, decisions)
+        review = _review_queue(conn, model_owned)
+        _notify(conn, model_owned)
+    _gate(redis_client, model_owned)
+    return {"rows": decisions.num_rows, "review_items": review, "reviewed": decisions.num_rows - model_owned.num_rows,
+            **value_counts(decisions, "action", ACTIONS)}
 
 
-def publish_posts(conn: psycopg.Connection, redis_client, decisions: pa.Table) -> dict:
+def publish_posts(conn: psycopg.Connection, redis_client, decisions: pa.Table, posts: pa.Table | None = None) -> dict:
     """The live path: decisions on posts just accepted, before the day's assets have run."""
     if decisions.num_rows == 0:
         return {}
     ensure_tables(conn)
     with conn.transaction():
         _upsert(conn, decisions, "live")
-        review = _review_queue(conn, decisions)
-        _notify(conn, decisions)
-    _gate(redis_client, decisions)
+        _content(conn, decisions, posts)
+        model_owned = _unreviewed(conn, decisions)
+        review = _review_queue(conn, model_owned)
+        _notify(conn, model_owned)
+    _gate(redis_client, model_owned)
     return {"review_items": review, **value_counts(decisions, "action", ACTIONS)}

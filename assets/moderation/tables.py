@@ -77,3 +77,23 @@ MODERATION_DECISIONS = TableContract(
         ]
     ),
 )
+
+MODERATION_REVIEW_LABELS = TableContract(
+    name="moderation_review_labels",
+    layer="silver",
+    key=("post_id",),
+    description="Per reviewed post: the text the model read and the moderator's latest decision mapped to the "
+    "text model's classes (training data for the text model's next run; never its evaluation).",
+    schema=pa.schema(
+        [
+            _f("post_id", pa.string()),
+            _f("review_id", pa.int64()),
+            _f("text", pa.string()),
+            _f("label", pa.string()),
+            _f("decision", pa.string()),
+            _f("model_action", pa.string()),
+            _f("appeal", pa.bool_()),
+            _f("reviewed_at", TS),
+        ]
+    ),
+)

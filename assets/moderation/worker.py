@@ -74,7 +74,7 @@ def moderate_once(redis_client, conn, *, model, analyser_factory, read_media, po
     scores = score_posts(posts, text_model=model, analyser_factory=analyser_factory, read_media=read_media,
                          media_version=media_version)
     decisions = decide_rows(scores, policy)
-    counts = publish_posts(conn, redis_client, decisions)
+    counts = publish_posts(conn, redis_client, decisions, posts)
     redis_client.xack(POSTS_STREAM, GROUP, *[e[0] for e in entries])
     return {"posts": posts.num_rows, "malformed": len(bad), "seconds": round(time.perf_counter() - t0, 3), **counts}
 

@@ -139,3 +139,22 @@ def test_the_published_jwks_verifies_the_platforms_tokens(api):
     with TestClient(create_app(external, warm=False)) as other:
         res = other.get("/.well-known/jwks.json")
         assert res.status_code == 404 and "https://id.example/jwks.json" in res.json()["error"]
+
+
+def test_a_closed_accounts_tokens_are_refused_even_without_rate_limits(redis_settings):
+    from socialpulse.auth import close_account
+
+    settings = redis_settings(rate_limit_ingest_per_min=0, rate_limit_reads_per_min=0)
+    with TestClient(create_app(settings, warm=False)) as client:
+        r = redis.Redis.from_url(settings.redis, decode_responses=True)
+        as_u1, as_u2 = bearer(settings, "u1"), bearer(settings, "u2")
+        assert client.post("/v1/events", headers=as_u1, json={"events": [view("e1")]}).status_code == 202
+        close_account(r, settings, "u1")
+        res = client.post("/v1/events", headers=as_u1, json={"events": [view("e2")]})
+        assert res.status_code == 403 and "account is closed" in res.json()["error"]
+        assert client.get("/v1/search", headers=as_u1, params={"q": ""}).status_code == 403
+        assert r.xlen(EVENTS_STREAM) == 1
+        # the marker names the account by its pseudonym only; other users and anonymous reads go on
+        assert all("u1" not in k for k in r.keys("auth:erased:*"))
+        assert client.post("/v1/events", headers=as_u2, json={"events": [view("e3")]}).status_code == 202
+        assert client.get("/v1/search", params={"q": ""}).status_code == 400

@@ -10,6 +10,7 @@ import pytest
 
 from socialpulse import lake
 from socialpulse.contracts import POSTS
+from tests.tokens import bearer
 
 pytestmark = pytest.mark.integration
 
@@ -180,8 +181,11 @@ def test_api_serves_decisions_and_hides_removed_posts(stack, moderated_day):
 
     from serving.app import create_app
 
+
     with TestClient(create_app(stack, warm=False)) as api:
-        body = api.get("/v1/posts/m-hate/moderation").json()
+        # a removed post's details are its author's (and moderators'): to anyone else it does not exist
+        assert api.get("/v1/posts/m-hate/moderation").status_code == 404
+        body = api.get("/v1/posts/m-hate/moderation", headers=bearer(stack, "u-mod")).json()
         assert body["status"] == "decided" and body["action"] == "remove"
         assert body["reasons"] and body["text_model_version"].startswith("text-")
         review = api.get("/v1/posts/m-corrupt/moderation").json()
@@ -244,7 +248,8 @@ def test_live_worker_decides_uploads_in_one_pass(stack, champion):
     ensure_group(r)  # the worker's group starts at the stream's end: it moderates what arrives from now on
     kwargs = dict(model=model, analyser_factory=_analyser, read_media=_read_media,
                   policy=load_policy(DEFAULT_POLICY_PATH), block_ms=200)
-    with TestClient(create_app(stack, warm=False)) as api, psycopg.connect(stack.postgres) as conn:
+    with TestClient(create_app(stack, warm=False), headers=bearer(stack, "u-w")) as api, \
+            psycopg.connect(stack.postgres) as conn:
         moderate_once(r, conn, **kwargs)  # drain whatever earlier tests left in the group
         for pid, kind, media in (("w-clean", "text", None), ("w-broken", "image", photo(5)[:700])):
             files = {"post": (None, json.dumps({"post_id": pid, "author_id": "u-w", "kind": kind,

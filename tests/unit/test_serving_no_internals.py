@@ -15,6 +15,7 @@ from serving.app import create_app
 from serving.errors import RETRY_AFTER_S
 from socialpulse.services.manager import free_port
 from socialpulse.settings import Settings
+from tests.tokens import bearer
 
 #: exception class names and traceback markers (our own messages never contain them)
 CLASS_NAME = re.compile(r"\b[A-Za-z]*(Error|Exception|Timeout|Refused)\b|Errno|Traceback")
@@ -35,7 +36,7 @@ def down(tmp_path, monkeypatch):
     (tmp_path / "media-is-a-file").write_text("")
     settings = Settings(home=tmp_path / "home", postgres_port=free_port(), redis_port=free_port(),
                         mlflow_port=free_port(), media_uri=str(tmp_path / "media-is-a-file"))
-    with TestClient(create_app(settings, warm=False)) as client:
+    with TestClient(create_app(settings, warm=False), headers=bearer(settings, "u1")) as client:
         yield client, settings
 
 
@@ -48,7 +49,7 @@ def test_readyz_reports_failures_without_internals(down, tmp_path, caplog):
     assert body["request_id"] == "ready-1" and body["status"] == "unavailable"
     assert {name: (c["ok"], c["detail"]) for name, c in body["checks"].items()} == {
         "postgres": (False, "unavailable"), "redis": (False, "unavailable"), "media": (False, "not writable"),
-        "mlflow": (False, "unavailable"), "feast_online": (False, "unavailable"),
+        "mlflow": (False, "unavailable"), "feast_online": (False, "unavailable"), "auth": (True, "ok"),
     }
     assert all(c["ms"] >= 0 for c in body["checks"].values())
     assert body["error"] == ("not ready: postgres (unavailable); redis (unavailable); media (not writable); "
@@ -91,7 +92,8 @@ def test_unreachable_stores_are_503_without_internals(down, tmp_path, caplog, me
 def test_an_upload_stores_nothing_when_the_queue_is_unreachable(down, tmp_path):
     client, settings = down
     media_root = tmp_path / "media"
-    with TestClient(create_app(settings.model_copy(update={"media_uri": str(media_root)}), warm=False)) as c:
+    with TestClient(create_app(settings.model_copy(update={"media_uri": str(media_root)}), warm=False),
+                    headers=bearer(settings, "u1")) as c:
         res = c.post("/v1/posts", files={
             "post": (None, '{"post_id": "v1", "author_id": "u1", "kind": "image"}'),
             "media": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, "image/png"),

@@ -1,7 +1,9 @@
 """Post reads: engagement stats from the online feature store, moderation decisions from Postgres.
 
 Every read honours moderation: a removed post is answered 404 as if it did not exist; a limited or
-in-review post is served by direct id with ``"restricted": true`` (it is never recommended).
+in-review post is served by direct id with ``"restricted": true`` (it is never recommended). The one exception:
+the moderation details of a removed post are shown to its author (so they can appeal) and to moderators.
+Every route takes an optional token (``PublicReader``): reads are rate-limited per token and per client IP.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi import APIRouter, Path
 
 from serving.deps import PgPoolDep, RedisDep, SettingsDep
 from serving.errors import ApiError, call_store
+from serving.security import PublicReader
 from socialpulse import moderation, virality
 from socialpulse.ingest import ID_PATTERN, POSTS_STREAM, seen_key
 
@@ -50,7 +53,7 @@ def _plain(value: Any) -> Any:
     summary="Engagement stats of a post (from the online feature store)",
     responses={404: {"description": "no stats for this post"}, 503: {"description": "feature store unavailable"}},
 )
-async def post_stats(post_id: PostId, settings: SettingsDep, redis: RedisDep) -> dict:
+async def post_stats(post_id: PostId, reader: PublicReader, settings: SettingsDep, redis: RedisDep) -> dict:
     action = await _gate(redis, post_id)
     try:
         # imported here: the feature module pulls in the feature store client only when stats are asked for
@@ -81,7 +84,7 @@ def _virality_read(pool, post_id: str) -> dict | None:
         503: {"description": "predictions not built yet, or Postgres unavailable"},
     },
 )
-async def post_virality(post_id: PostId, pool: PgPoolDep, redis: RedisDep) -> dict:
+async def post_virality(post_id: PostId, reader: PublicReader, pool: PgPoolDep, redis: RedisDep) -> dict:
     """The virality champion's latest prediction for the post (refreshed hourly while it is younger than 48 h):
     ``probability`` of reaching more than ``reach_threshold`` unique viewers in its first 7 days (the top
     decile when the model was trained), made after ``observed_hours`` of its life with ``views_so_far``."""
@@ -118,11 +121,23 @@ def public_reason(reason: str) -> str:
     return reason
 
 
-def _moderation_read(pool, redis, post_id: str) -> dict:
+def may_see_removed(reader, author_id: str | None) -> bool:
+    """Whether ``reader`` (a principal, or None without a token) may see a removed post's moderation details:
+    its author and moderators only."""
+    return reader is not None and (reader.has_role("moderator") or (author_id is not None and reader.user_id == author_id))
+
+
+def _moderation_read(pool, redis, post_id: str, reader) -> dict:
     with pool.connection() as conn:
         decision = moderation.get_decision(conn, post_id)
     if decision is not None:
+        author_id = decision.pop("author_id", None)
+        if decision["action"] in moderation.HIDDEN and not may_see_removed(reader, author_id):
+            return {}  # as if it did not exist
         decision["reasons"] = [public_reason(r) for r in decision.get("reasons") or ()]
+        review, appeal = decision.pop("review", None), decision.pop("appeal", None)
+        if reader is not None and (reader.has_role("moderator") or reader.user_id == author_id):
+            decision["review"], decision["appeal"] = review, appeal  # the author's and reviewers' business
         return {"post_id": post_id, "status": "decided", **_plain(decision)}
     # accepted by the ingest API but not yet through the moderation run: say so rather than 404
     if redis.exists(seen_key(POSTS_STREAM, post_id)):
@@ -135,12 +150,15 @@ def _moderation_read(pool, redis, post_id: str) -> dict:
     summary="The moderation decision on a post: action, reasons, scores and model versions",
     responses={
         200: {"description": "decided (action allow/limit/review/remove) or pending (accepted, not yet moderated)"},
-        404: {"description": "no such post"},
+        404: {"description": "no such post (or removed, and the reader is neither its author nor a moderator)"},
         503: {"description": "Postgres or Redis unavailable"},
     },
 )
-async def post_moderation(post_id: PostId, pool: PgPoolDep, redis: RedisDep) -> dict:
-    body = await call_store("moderation store", _moderation_read, pool, redis, post_id)
+async def post_moderation(post_id: PostId, reader: PublicReader, pool: PgPoolDep, redis: RedisDep) -> dict:
+    """The decision with its reasons and scores; ``source`` says who decided (``asset``/``live``: the model,
+    ``review``: a moderator). A removed post answers only its author and moderators (everyone else: 404); they
+    also see the latest ``review`` and the ``appeal``."""
+    body = await call_store("moderation store", _moderation_read, pool, redis, post_id, reader)
     if not body:
         raise ApiError(404, f"no post {post_id} (never accepted, or older than the ingest window and undecided)")
     return body
