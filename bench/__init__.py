@@ -80,6 +80,25 @@ class DrainWatch:
         return next((t for t, ms in self.polls if ms >= t1_ms), None)
 
 
+def scale_configs(bench: str, scales: dict[str, list[dict]], scale: str) -> list[dict]:
+    """The configurations of ``scale`` (a clear error naming the scales there are)."""
+    if scale not in scales:
+        raise ValueError(f"{bench} has scales {sorted(scales)}, not {scale!r}")
+    return scales[scale]
+
+
+def say(msg: str) -> None:
+    """A progress line for the bench runner (indented under the bench's own)."""
+    print(f"  {msg}", flush=True)
+
+
+def timed(fn, *args, digits: int = 2, **kw):
+    """``(fn(*args, **kw), seconds it took)``, the seconds rounded to ``digits``."""
+    t = time.perf_counter()
+    value = fn(*args, **kw)
+    return value, round(time.perf_counter() - t, digits)
+
+
 #: a bench plays thousands of users from one machine: the per-IP (and per-token) rate limits would refuse it
 NO_RATE_LIMITS = {"SOCIALPULSE_RATE_LIMIT_INGEST_PER_MIN": "0", "SOCIALPULSE_RATE_LIMIT_UPLOADS_PER_MIN": "0",
                   "SOCIALPULSE_RATE_LIMIT_READS_PER_MIN": "0"}

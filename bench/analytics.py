@@ -13,7 +13,7 @@ import random
 import subprocess
 import time
 
-from bench import auth_headers, load_world, pct, run_main, token_for
+from bench import auth_headers, load_world, pct, run_main, say, scale_configs, timed, token_for
 
 METHOD = (
     "one process per run on this machine (2 cores): embedded Postgres 18, Redis, MLflow; the synthetic world loaded "
@@ -36,19 +36,7 @@ API_WORKERS = 2
 
 
 def configs(scale: str) -> list[dict]:
-    if scale not in SCALES:
-        raise ValueError(f"analytics has scales {sorted(SCALES)}, not {scale!r}")
-    return SCALES[scale]
-
-
-def _say(msg: str) -> None:
-    print(f"  {msg}", flush=True)
-
-
-def _timed(fn, *args, **kw):
-    t = time.perf_counter()
-    value = fn(*args, **kw)
-    return value, round(time.perf_counter() - t, 2)
+    return scale_configs("analytics", SCALES, scale)
 
 
 def dbt(settings, *args: str) -> float:
@@ -101,25 +89,25 @@ def main(cfg: dict) -> dict:
         start, end = load_world(s, cfg, out, _say)
         days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
         out["export_s"], out["metrics_s"] = {}, {}
-        _, out["export_s"]["users"] = _timed(export_bronze_table, s, "users")
+        _, out["export_s"]["users"] = timed(export_bronze_table, s, "users")
         for day in days:
-            _, out["export_s"][day.isoformat()] = _timed(
+            _, out["export_s"][day.isoformat()] = timed(
                 lambda d: [export_bronze_partition(s, t, d) for t in PARTITIONED_TABLES], day)
-            rows, out["metrics_s"][day.isoformat()] = _timed(metrics.write_day, s, day)
-            _say(f"analytics bench: {day} exported in {out['export_s'][day.isoformat()]} s, metrics {rows} in "
+            rows, out["metrics_s"][day.isoformat()] = timed(metrics.write_day, s, day)
+            say(f"analytics bench: {day} exported in {out['export_s'][day.isoformat()]} s, metrics {rows} in "
                  f"{out['metrics_s'][day.isoformat()]} s")
         ensure_sources(s)
         out["dbt_full_build_s"] = dbt(s, "build")
-        _say(f"analytics bench: dbt build (full) {out['dbt_full_build_s']} s")
+        say(f"analytics bench: dbt build (full) {out['dbt_full_build_s']} s")
         out["dbt_incremental_day_s"] = dbt(s, "build", "--vars", json.dumps({"day": end.isoformat()}))
-        _say(f"analytics bench: dbt build (incremental, {end}) {out['dbt_incremental_day_s']} s")
+        say(f"analytics bench: dbt build (incremental, {end}) {out['dbt_incremental_day_s']} s")
 
-        trained, secs = _timed(train_and_register, s, log=_say)
+        trained, secs = timed(train_and_register, s, log=_say)
         model = trained.pop("model")
         out["virality"] = {"train_total_s": secs, **{k: v for k, v in trained.items() if k != "evaluation"},
                            "evaluation": trained["evaluation"]}
         with psycopg.connect(s.postgres) as conn:
-            scored, secs = _timed(score_young_posts, s, conn, model=model, log=_say)
+            scored, secs = timed(score_young_posts, s, conn, model=model, log=_say)
         out["virality"]["scoring"] = {**scored, "total_s": secs}
 
         s = s.model_copy(update={"api_workers": API_WORKERS})
@@ -150,7 +138,7 @@ def main(cfg: dict) -> dict:
             for rate in cfg["rates"]:
                 r = endpoint_load(api, paths, rate, cfg["seconds"])
                 out["load"][name].append(r)
-                _say(f"analytics bench: {name} {r}")
+                say(f"analytics bench: {name} {r}")
     finally:
         services_down(s)
     return out

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from bench import auth_headers, load_world, pct, run_main, token_for
+from bench import auth_headers, load_world, pct, run_main, timed, token_for
 from bench.platform import process_tree, service_pids
 
 METHOD = (
@@ -71,12 +71,6 @@ def summary_ms(values: list[float]) -> dict:
     if not values:
         return {"p50_ms": None, "p99_ms": None, "mean_ms": None}
     return {"p50_ms": pct(values, 0.5), "p99_ms": pct(values, 0.99), "mean_ms": round(statistics.mean(values) * 1000, 2)}
-
-
-def _timed(fn, *args, **kw):
-    t0 = time.perf_counter()
-    result = fn(*args, **kw)
-    return result, round(time.perf_counter() - t0, 1)
 
 
 # --- the world's vectors -------------------------------------------------------------------------------------------
@@ -340,13 +334,13 @@ def main(cfg: dict) -> dict:
         for day in feature_days:
             # Sail's memory grows run after run at this scale (the build bench was OOM-killed): a fresh server per day
             _restart_spark(s)
-            _, secs = _timed(materialize, [engagement_features, online_engagement_features], day)
+            _, secs = timed(materialize, [engagement_features, online_engagement_features], day, digits=1)
             out["offline"]["engagement_s"][day.isoformat()] = secs
-            _, secs = _timed(materialize, [user_interest, user_vectors], day)
+            _, secs = timed(materialize, [user_interest, user_vectors], day, digits=1)
             out["offline"]["interest_s"][day.isoformat()] = secs
             _say(f"feed bench: features and interest of {day} done")
         for day in train_days:
-            meta, secs = _timed(materialize, [feed_training_set], day)
+            meta, secs = timed(materialize, [feed_training_set], day, digits=1)
             out["offline"]["training_set"][day.isoformat()] = {"s": secs, **meta["feed_training_set"]}
             _say(f"feed bench: training set {day}: {secs} s {meta['feed_training_set']}")
         import gc
@@ -363,7 +357,7 @@ def main(cfg: dict) -> dict:
         out["offline"]["evaluation"] = trained["evaluation"]
         import redis
 
-        state, secs = _timed(publish_state, s, redis.Redis.from_url(s.redis))
+        state, secs = timed(publish_state, s, redis.Redis.from_url(s.redis), digits=1)
         out["offline"]["serving_state"] = {"s": secs, **state}
         out["ranker_alone"] = ranker_alone(ranker)
         _say(f"feed bench: ranker alone {out['ranker_alone']}")

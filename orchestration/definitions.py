@@ -14,6 +14,7 @@ import assets.engagement as engagement  # noqa: E402
 import assets.ingest as ingest  # noqa: E402
 import assets.moderation as moderation  # noqa: E402
 import assets.notifications as notifications  # noqa: E402
+import assets.privacy as privacy  # noqa: E402
 import assets.ranking as ranking  # noqa: E402
 import assets.trends as trends  # noqa: E402
 import assets.virality as virality  # noqa: E402
@@ -21,7 +22,7 @@ import assets.warehouse as warehouse  # noqa: E402
 from orchestration.jobs import build_jobs_and_schedules  # noqa: E402
 from orchestration.resources import build_resources  # noqa: E402
 
-DOMAINS = (ingest, warehouse, engagement, moderation, content, trends, ranking, virality, notifications)
+DOMAINS = (ingest, warehouse, engagement, moderation, content, trends, ranking, virality, notifications, privacy)
 
 
 def _collect(attr: str) -> list:

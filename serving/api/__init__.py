@@ -2,7 +2,8 @@
 
 from fastapi import APIRouter
 
-from serving.api.routes import creators, dashboard, feed, health, ingest, notifications, posts, search, trends
+from serving.api.routes import creators, dashboard, feed, health, ingest, notifications, posts, search, trends, users
+from serving.api.routes import moderation, review_page
 
 api_router = APIRouter()
 api_router.include_router(creators.router)
@@ -14,5 +15,8 @@ api_router.include_router(notifications.router)
 api_router.include_router(posts.router)
 api_router.include_router(search.router)
 api_router.include_router(trends.router)
+api_router.include_router(users.router)
+api_router.include_router(moderation.router)
+api_router.include_router(review_page.router)
 
 __all__ = ["api_router"]
