@@ -24,7 +24,7 @@ from socialpulse.settings import Settings
 PG_SCHEMA = "audit"
 ACTIONS = (
     "moderation.review", "moderation.appeal", "privacy.export", "privacy.delete.requested",
-    "privacy.delete.completed", "admin.role",
+    "privacy.delete.completed",
 )
 
 PG_DDL = f"""

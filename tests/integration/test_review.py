@@ -236,6 +236,11 @@ def test_an_author_appeals_once_and_its_review_is_final(api, world):
     with psycopg.connect(s.postgres) as conn:
         actions = [e["action"] for e in audit.entries(conn, s, subject="m-lim")]
     assert actions == ["moderation.review", "moderation.appeal"]  # newest first
+    # admins read the log through the API, by id; it answers pseudonyms only
+    assert api.get("/v1/admin/audit", params={"subject": "m-lim"}, headers=_as(world, "mod-1", "moderator")).status_code == 403
+    log = api.get("/v1/admin/audit", params={"subject": "m-lim"}, headers=_as(world, "root", "admin")).json()
+    assert [e["action"] for e in log["entries"]] == actions and log["subject_ref"] == audit.ref(s, "m-lim")
+    assert {e["actor_role"] for e in log["entries"]} == {"moderator", "user"} and "u-c" not in str(log)
 
 
 # --- a removed post's details --------------------------------------------------------------------------------
