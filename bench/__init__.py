@@ -20,7 +20,7 @@ from socialpulse.runtime import OFFLINE_DEFAULTS
 from socialpulse.services.manager import isolated_env
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHES = ("build", "ingest", "moderation", "search", "trends", "soak", "feed", "analytics", "privacy")
+BENCHES = ("build", "ingest", "moderation", "search", "trends", "soak", "feed", "analytics", "privacy", "captions")
 
 
 def pct(values: list[float], q: float) -> float:

@@ -9,6 +9,7 @@ prepare_process()
 
 import dagster as dg  # noqa: E402
 
+import assets.captions as captions  # noqa: E402
 import assets.content as content  # noqa: E402
 import assets.engagement as engagement  # noqa: E402
 import assets.ingest as ingest  # noqa: E402
@@ -22,7 +23,8 @@ import assets.warehouse as warehouse  # noqa: E402
 from orchestration.jobs import build_jobs_and_schedules  # noqa: E402
 from orchestration.resources import build_resources  # noqa: E402
 
-DOMAINS = (ingest, warehouse, engagement, moderation, content, trends, ranking, virality, notifications, privacy)
+DOMAINS = (ingest, warehouse, engagement, moderation, content, trends, ranking, virality, notifications, privacy,
+           captions)
 
 
 def _collect(attr: str) -> list:

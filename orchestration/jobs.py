@@ -16,7 +16,7 @@ from socialpulse.settings import get_settings
 #: trends' run hourly (trends_job, one Spark session per run) after moderation and content; ranking's
 #: training set, ranker and serving state run on their own schedules (assets/ranking); virality's model is
 #: trained nightly and its predictions refreshed hourly (assets/virality)
-OWN_JOB_GROUPS = frozenset({"moderation", "content", "trends", "ranking", "virality"})
+OWN_JOB_GROUPS = frozenset({"moderation", "content", "trends", "ranking", "virality", "captions"})
 
 
 def _shared(a) -> bool:

@@ -135,6 +135,21 @@ def index_all(settings: Settings, days: list[dt.date], *, interest: bool = True,
     return summary
 
 
+def captions_all(settings: Settings, days: list[dt.date], *, progress: Callable[[str], None] | None = None) -> dict:
+    """Run captions_job for each day, oldest first: what each image and frame shows, then alt-text and caption and
+    hashtag suggestions from what was detected, then the serving copy (after moderation: its scores hold the
+    on-screen text and speech)."""
+    quiet_warnings()
+    from orchestration.definitions import defs
+
+    progress = progress or (lambda _m: None)
+    instance = _instance(settings)
+    summary: dict = {"partitions": {}, "failed": []}
+    for day in sorted(days):
+        summary["partitions"][day.isoformat()] = _run(defs, "captions_job", instance, summary, progress, day)
+    return summary
+
+
 def trends_all(settings: Settings, days: list[dt.date], *, stats: bool = True,
                progress: Callable[[str], None] | None = None) -> dict:
     """Run trends_job for each day, oldest first (each day's baselines read the day before), then
@@ -228,7 +243,7 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     from socialpulse.services.manager import services_up
     from socialpulse.synthetic import load_synthetic
 
-    steps = 11
+    steps = 12
     echo(f"1/{steps} starting the embedded services")
     services_up(settings, echo=progress)
     echo(f"2/{steps} loading a synthetic world ({users} users, {posts} posts, {days} days), HateXplain and the "
@@ -253,18 +268,21 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
     summary["content"] = _succeeded("indexing", index_all(settings, world_days, progress=progress))
     echo(f"6/{steps} counting hashtags on Spark, scoring trends, grouping topics and hashtag statistics")
     summary["trends"] = _succeeded("trends", trends_all(settings, world_days, progress=progress))
-    echo(f"7/{steps} the For You feed: training set (Spark labels, Feast point in time), LambdaRank ranker (MLflow), "
+    echo(f"7/{steps} alt-text, caption and hashtag suggestions for every post (what images and frames show, "
+         "on-screen text, speech, the creator's words)")
+    summary["captions"] = _succeeded("captions", captions_all(settings, world_days, progress=progress))
+    echo(f"8/{steps} the For You feed: training set (Spark labels, Feast point in time), LambdaRank ranker (MLflow), "
          "serving state (Redis)")
     # today has no impressions yet
     summary["feed"] = _succeeded("feed", feed_all(settings, world_days[:-1], progress=progress))
-    echo(f"8/{steps} the virality model (LightGBM beside the Szabo-Huberman baseline, MLflow) and its predictions "
+    echo(f"9/{steps} the virality model (LightGBM beside the Szabo-Huberman baseline, MLflow) and its predictions "
          "for posts younger than 48 h")
     summary["virality"] = _succeeded("virality", virality_all(settings, progress=progress))
-    echo(f"9/{steps} the dbt marts for today (moderation outcomes now published) and the dbt docs site")
+    echo(f"10/{steps} the dbt marts for today (moderation outcomes now published) and the dbt docs site")
     summary["warehouse"] = _succeeded("dbt", warehouse_docs(settings, today, progress=progress))
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if start_ui:
-        echo(f"10/{steps} starting the API, the Dagster UI and the live moderation worker")
+        echo(f"11/{steps} starting the API, the Dagster UI and the live moderation worker")
         services_up(settings, ["api", "dagster", "moderation"], echo=progress)
     echo(f"{steps}/{steps} ready")
     sample_post = _busiest_post(settings, today - dt.timedelta(days=1))
@@ -277,6 +295,8 @@ def run_demo(settings: Settings, *, users: int, posts: int, days: int, start_ui:
         "  tokens         socialpulse auth token --user ID [--role moderator|admin]   (writes and personal reads "
         "take Authorization: Bearer <token>)",
         f"  post stats     {api_url}/v1/posts/{sample_post}/stats" if sample_post else "",
+        f"  captions       {api_url}/v1/posts/{sample_post}/captions   (alt-text, caption and hashtag suggestions)"
+        if sample_post else "",
         f"  dashboard      {api_url}/creators/{creator}#token={issue_token(settings, creator)}   (a creator's charts; "
         f"JSON: {api_url}/v1/creators/{creator}/dashboard with the creator's token)" if creator else "",
         f"  virality       {api_url}/v1/posts/{viral}/virality   (posts younger than 48 h, refreshed hourly)"

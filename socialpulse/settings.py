@@ -87,6 +87,21 @@ class Settings(BaseSettings):
     notifications_interval_s: int = Field(default=30, ge=1, description="seconds between ticks of the "
                                           "notification delivery sensor")
 
+    # captions, alt-text and hashtag suggestions (assets/captions)
+    captions_generator: Literal["grounded", "llama-cpp", "openai", "hf"] = Field(
+        default="grounded", description="who writes caption and hashtag suggestions: grounded (composed from what was "
+        "detected), llama-cpp (the embedded llama.cpp server with the shipped Gemma 3 270M GGUF), openai (any "
+        "OpenAI-compatible chat server: TGI, vLLM, llama.cpp; production's Llama-3-8B + LoRA) or hf (a causal LM by path, "
+        "with an optional LoRA adapter). Alt-text is always grounded")
+    captions_llm_url: str | None = Field(default=None, description="the OpenAI-compatible server's base URL (openai)")
+    captions_llm_model: str | None = Field(default=None, description="the model name the server serves (openai)")
+    captions_llm_api_key: SecretStr | None = Field(default=None, description="the server's API key, if it asks for one")
+    captions_hf_model_path: Path | None = Field(default=None, description="a causal LM folder (hf)")
+    captions_hf_adapter_path: Path | None = Field(default=None, description="a LoRA adapter folder merged into it (hf)")
+    captions_max_tokens: int = Field(default=64, ge=8, le=1024, description="generated tokens per post at most")
+    captions_timeout_s: float = Field(default=20.0, gt=0, description="one generation request's timeout; then the "
+                                      "grounded output stands in")
+    captions_batch_size: int = Field(default=16, ge=1, le=512, description="posts per generation batch")
     # identity (socialpulse/auth.py): OAuth2 bearer tokens (JWT)
     auth_issuer: str = Field(default="socialpulse-dev", description="the 'iss' every token must carry (production: "
                              "the identity provider's issuer URL)")
@@ -146,6 +161,11 @@ class Settings(BaseSettings):
             insecure = production_transport_problems(self)
             if insecure:
                 raise ValueError("SOCIALPULSE_ENV=production refuses unencrypted connections: " + "; ".join(insecure))
+        if self.captions_generator == "openai" and not (self.captions_llm_url and self.captions_llm_model):
+            raise ValueError("SOCIALPULSE_CAPTIONS_GENERATOR=openai needs SOCIALPULSE_CAPTIONS_LLM_URL and "
+                             "SOCIALPULSE_CAPTIONS_LLM_MODEL")
+        if self.captions_generator == "hf" and self.captions_hf_model_path is None:
+            raise ValueError("SOCIALPULSE_CAPTIONS_GENERATOR=hf needs SOCIALPULSE_CAPTIONS_HF_MODEL_PATH")
         if self.storage_sse == "aws:kms" and not self.storage_sse_kms_key_id:
             raise ValueError("SOCIALPULSE_STORAGE_SSE=aws:kms needs SOCIALPULSE_STORAGE_SSE_KMS_KEY_ID")
         if self.notifications_provider == "webpush" and not self.webpush_vapid_private_key:

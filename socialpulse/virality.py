@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from socialpulse.settings import LIKELY_VIRAL
-from socialpulse.stores.postgres import relation_exists
+from socialpulse.stores.postgres import relation_exists, upsert_rows
 
 #: a viral post is one in the top TOP_SHARE of 7-day reach; a prediction of LIKELY or more says "likely viral"
 TOP_SHARE = 0.10
@@ -53,17 +53,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
 def upsert(conn: psycopg.Connection, rows: Iterable[Mapping]) -> int:
     """Insert or replace the latest prediction of each post; returns the number of rows written."""
-    rows = list(rows)
-    if not rows:
-        return 0
-    cols = ", ".join(COLUMNS)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "post_id")
-    with conn.cursor() as cur:
-        cur.executemany(
-            f"INSERT INTO {TABLE} ({cols}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
-            f"ON CONFLICT (post_id) DO UPDATE SET {updates}",
-            [tuple(r[c] for c in COLUMNS) for r in rows])
-    return len(rows)
+    return upsert_rows(conn, TABLE, COLUMNS, (tuple(r[c] for c in COLUMNS) for r in rows))
 
 
 def _require(conn: psycopg.Connection) -> None:

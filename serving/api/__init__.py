@@ -4,9 +4,11 @@ from fastapi import APIRouter
 
 from serving.api.routes import creators, dashboard, feed, health, ingest, notifications, posts, search, trends, users
 from serving.api.routes import admin, moderation, review_page
+from serving.api.routes import captions
 
 api_router = APIRouter()
 api_router.include_router(admin.router)
+api_router.include_router(captions.router)
 api_router.include_router(creators.router)
 api_router.include_router(dashboard.router)
 api_router.include_router(feed.router)

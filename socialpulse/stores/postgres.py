@@ -87,6 +87,19 @@ def copy_rows(conn: psycopg.Connection, table: str | sql.Composable, columns: Se
     return n
 
 
+def upsert_rows(conn: psycopg.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence],
+                key: str = "post_id") -> int:
+    """Insert or replace ``rows`` (sequences in ``columns`` order) of ``table`` by ``key``; returns how many."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+                        f"ON CONFLICT ({key}) DO UPDATE SET {updates}", rows)
+    return len(rows)
+
+
 def copy_arrow(conn: psycopg.Connection, table: str | sql.Composable, rows: pa.Table) -> int:
     """Binary ``COPY`` of an Arrow table into the same-named columns of ``table``, typed by :func:`pg_type`."""
     if rows.num_rows == 0:

@@ -34,6 +34,7 @@ DECISION_S = 240  # drain run, then the moderation run (models load), then Postg
 SEARCHABLE_S = 360  # ... then the content run (the encoder loads) and the vector index
 STATS_S = 360  # drain, then the intraday refresh (every 2 minutes here): Spark features, Feast, Redis
 DRAINED_S = 300  # after a fault, until every accepted record is in bronze
+CAPTIONS_S = 480  # ... then the captions run (what the photo shows, alt-text) that the decisions' publication starts
 FEED_S = 480  # ... then the feed state schedule (every 2 minutes here) puts the posts in the fresh list
 
 
@@ -107,6 +108,14 @@ def test_posts_and_events_are_served_by_the_automation_alone(live, api):
                  SEARCHABLE_S - (time.monotonic() - t0))
         timings[f"searchable {post['kind']}"] = time.monotonic() - t0
 
+    def captioned():
+        r = api.get(f"/v1/posts/{image_post['post_id']}/captions")
+        return r.json() if r.status_code == 200 and r.json().get("alt_text") else None
+
+    caps, _ = wait_for("alt-text for the uploaded photo", captioned, CAPTIONS_S - (time.monotonic() - t0))
+    timings["alt-text"] = time.monotonic() - t0
+    assert caps["generator"] and not caps["alt_text"].lower().startswith(("image of", "photo of", "picture of")), caps
+
     def stats():
         r = api.get(f"/v1/posts/{text_post['post_id']}/stats")
         return r.json()["stats"] if r.status_code == 200 and r.json()["stats"].get("views_1d") else None
@@ -133,7 +142,7 @@ def test_posts_and_events_are_served_by_the_automation_alone(live, api):
 
     # it was the automation: each step ran as a run its sensor or schedule launched
     launched = {r.tags.get("dagster/sensor_name") or r.tags.get("dagster/schedule_name") for r in live.runs()}
-    assert {"ingest_sensor", "moderation_sensor", "content_sensor", "intraday_refresh_schedule",
+    assert {"ingest_sensor", "moderation_sensor", "content_sensor", "captions_sensor", "intraday_refresh_schedule",
             "feed_state_schedule"} <= launched
 
 
@@ -159,6 +168,10 @@ def test_the_creator_dashboard_shows_the_demo_worlds_numbers(live, api, tmp_path
         page.screenshot(path=str(artifact("dashboard-demo.png")), full_page=True)
     assert shown == f"{body['totals']['views']:,} views"
     assert rows == [r["post_id"] for r in body["top_posts"]["rows"]]
+    # the demo's posts have captions (its captions step), alt-text for every photo and video among them
+    served = [api.get(f"/v1/posts/{r['post_id']}/captions") for r in body["top_posts"]["rows"]]
+    assert all(c.status_code == 200 for c in served), [c.text for c in served]
+    assert any(c.json()["alt_text"] for c in served), [c.json() for c in served]
 
 
 def test_no_run_in_the_instance_failed(live):

@@ -23,7 +23,7 @@ graph = defs.resolve_asset_graph()
 out = {"assets": {}, "jobs": sorted(j.name for j in defs.jobs),
        "job_assets": {name: sorted(k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.selected_asset_keys)
                       for name in ("daily_refresh_job", "dimensions_refresh_job", "moderation_job", "text_model_job",
-                                   "content_job", "interest_job", "trends_job", "hashtag_stats_job")}, "sensors": sorted(s.name for s in defs.sensors),
+                                   "content_job", "interest_job", "trends_job", "hashtag_stats_job", "captions_job")}, "sensors": sorted(s.name for s in defs.sensors),
        "schedules": sorted(s.name for s in defs.schedules), "resources": sorted(defs.resources),
        "checks": sorted(k.to_user_string() for k in graph.asset_check_keys)}
 for key in graph.get_all_asset_keys():
@@ -222,3 +222,25 @@ def test_the_audience_mart_has_the_columns_and_age_bands_the_dashboard_reads():
                  if isinstance(t, dict) and "accepted_values" in t)
     assert tuple(bands) == audience.AGE_BANDS
     assert model["config"]["contract"]["enforced"]
+
+
+CAPTIONS_ASSETS = ["lake/silver/media_labels", "lake/gold/post_captions", "postgres/captions/post_captions",
+                   "lake/gold/captions_evaluation"]
+
+
+def test_captions_assets_job_sensor_and_checks(snapshot):
+    assets = snapshot["assets"]
+    for key in CAPTIONS_ASSETS:
+        assert assets[key]["daily"] and assets[key]["backfill"] and assets[key]["group"] == "captions", key
+        assert assets[key]["description"] and assets[key]["owners"], key
+    assert "lake/silver/moderation_scores" in assets["lake/gold/post_captions"]["deps"]
+    assert "lake/silver/media_labels" in assets["lake/gold/post_captions"]["deps"]
+    assert snapshot["job_assets"]["captions_job"] == ["lake/gold/post_captions", "lake/silver/media_labels",
+                                                      "postgres/captions/post_captions"]
+    # captions follow moderation on their own triggers (EfficientNet never runs in the shared refresh lane)
+    for shared in ("daily_refresh_job", "dimensions_refresh_job"):
+        assert not set(snapshot["job_assets"][shared]) & set(CAPTIONS_ASSETS), shared
+    assert "captions_sensor" in snapshot["sensors"]
+    assert {"captions_job_schedule", "captions_evaluation_job_schedule"} <= set(snapshot["schedules"])
+    assert {"lake/gold/post_captions:captions_valid",
+            "postgres/captions/post_captions:captions_serving_matches_lake"} <= set(snapshot["checks"])

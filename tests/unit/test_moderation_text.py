@@ -405,8 +405,12 @@ def test_text_module_runs_standalone_without_the_platform(tiny_data, tmp_path):
         "BLOCK = ('socialpulse', 'mlflow', 'dagster', 'click', 'profanity_check', 'assets')\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in BLOCK: raise ImportError('blocked: ' + name)\n"
+        "        if name.split('.')[0] in BLOCK: raise ModuleNotFoundError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
+        # as on a box without them: probes (accelerate asks importlib.util.find_spec('mlflow')) find nothing
+        "import importlib.util as iu\n"
+        "_find_spec = iu.find_spec\n"
+        "iu.find_spec = lambda name, package=None: None if name.split('.')[0] in BLOCK else _find_spec(name, package)\n"
         f"sys.argv = ['text.py', '--data', {str(tiny_data)!r}, '--out', {str(tmp_path / 'out')!r}, '--device', 'cpu']\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
     )

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from serving.deps import SettingsDep, StoresDep
 from serving.errors import ApiError, call_store, is_unreachable
 from serving.security import ReadUser
-from socialpulse import vectors
+from socialpulse import captions, vectors
 from socialpulse.ingest import IMPRESSIONS_STREAM, ImpressionIn, impression_items
 from socialpulse.ranking import feed as feed_logic
 from socialpulse.ranking import store as feed_store
@@ -80,6 +80,18 @@ def _first_page(stores, user_id: str, limit: int, state, redis_ok: bool, degrade
     timing.update(postgres=(t1 - t0) * 1000, merge=(t2 - t1) * 1000, redis_candidates=(t3 - t2) * 1000,
                   rank=(t4 - t3) * 1000)
     return ranked, len(cands)
+
+
+def _alt_texts(stores, post_ids: list[str]) -> dict[str, str | None]:
+    """The page's alt-text in one Postgres statement; a Postgres that fails here leaves it null (the feed is
+    served without it rather than failing)."""
+    try:
+        with stores.pg_pool.connection() as conn:
+            return captions.alt_texts(conn, post_ids)
+    except Exception as exc:  # noqa: BLE001 - alt-text is decoration: any store error degrades to null
+        if is_unreachable(exc) or type(exc).__module__.startswith("psycopg"):
+            return {}
+        raise
 
 
 def _log_served(stores, settings, user_id: str, request_id: str, page: list[dict], rest: dict | None,
@@ -141,6 +153,10 @@ async def get_feed(principal: ReadUser, stores: StoresDep, settings: SettingsDep
     page, rest_items = items[:limit], items[limit:]
     for i, it in enumerate(page):
         it["position"] = offset + i
+    t_alt = time.perf_counter()
+    alt = await run_in_threadpool(_alt_texts, stores, [it["post_id"] for it in page]) if page else {}
+    timing["alt_text"] = (time.perf_counter() - t_alt) * 1000
+    page = [{**it, "alt_text": alt.get(it["post_id"])} for it in page]
     next_offset = offset + len(page)
     rest = {"offset": next_offset, "items": rest_items, "model_version": model_version, "candidates": candidates}
     if redis_ok and page:

@@ -18,7 +18,7 @@ from serving.api.routes.posts import PostId, _gate, _plain
 from serving.deps import PgPoolDep, RedisDep, StoresDep
 from serving.errors import ApiError, call_store
 from serving.security import PublicReader
-from socialpulse import moderation, trends_store, vectors
+from socialpulse import captions, moderation, trends_store, vectors
 from socialpulse.search import CANDIDATES, MAX_QUERY_CHARS, QueryError, SearchQuery, parse_query
 
 router = APIRouter(tags=["search"])
@@ -47,7 +47,7 @@ def _same_space(conn, encoder) -> None:
                        "finish the post_embeddings backfill, or deploy the matching encoder")
 
 
-def _post(row: dict, score: float | None = None, ranks: dict | None = None) -> dict:
+def _post(row: dict, score: float | None = None, ranks: dict | None = None, alt: dict | None = None) -> dict:
     meta = row["metadata"]
     out = {
         "post_id": row["post_id"],
@@ -57,6 +57,7 @@ def _post(row: dict, score: float | None = None, ranks: dict | None = None) -> d
         "created_at": meta.get("created_at"),
         "language": meta.get("language"),
         "snippet": (row.get("contents") or "")[:200],
+        "alt_text": (alt or {}).get(row["post_id"]),
     }
     if "distance" in row:
         out["similarity"] = round(1.0 - float(row["distance"]), 4)
@@ -73,7 +74,9 @@ def _search(pool, redis, encoder, query: SearchQuery, vector, limit: int) -> dic
         fused, rows = vectors.hybrid(conn, query, vector, CANDIDATES)
         tags = vectors.hashtags(conn, query.tag_prefix, 5)
         servable = set(moderation.recommendable(redis, [f.id for f in fused]))
-        posts = [_post(rows[f.id], f.score, f.ranks) for f in fused if f.id in servable][:limit]
+        kept = [f for f in fused if f.id in servable][:limit]
+        alt = captions.alt_texts(conn, [f.id for f in kept])  # one statement for the page
+        posts = [_post(rows[f.id], f.score, f.ranks, alt) for f in kept]
         creators = vectors.creators(conn, query.prefix, 5, also=[p["author_id"] for p in posts if p["author_id"]])
     return {"query": query.text, "terms": list(query.terms), "posts": posts, "hashtags": _plain(tags),
             "creators": _plain(creators)}
@@ -114,8 +117,10 @@ def _similar(pool, redis, post_id: str, limit: int) -> list[dict] | None:
         if found is None:
             return None
         rows = [r for r in vectors.nearest(conn, found[0], limit + 1) if r["post_id"] != post_id]
-    servable = set(moderation.recommendable(redis, [r["post_id"] for r in rows]))
-    return [_post(r) for r in rows if r["post_id"] in servable][:limit]
+        servable = set(moderation.recommendable(redis, [r["post_id"] for r in rows]))
+        rows = [r for r in rows if r["post_id"] in servable][:limit]
+        alt = captions.alt_texts(conn, [r["post_id"] for r in rows])
+    return [_post(r, alt=alt) for r in rows]
 
 
 @router.get(

@@ -1,0 +1,144 @@
+"""Captions logic without Dagster: post facts joined from bronze posts, media labels and moderation scores; the
+rows of the gold table; and the evaluation (hashtag hit@5 against creators' own tags held back, beside the
+existing suggester; alt-text coverage and length; the guard's rejections by reason).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+import pyarrow as pa
+
+from assets.captions.facts import PostFacts, Suggestions
+from socialpulse.tags import normalise_tags, strip_tags
+
+MEDIA_KINDS = ("image", "video")
+
+
+def _rows_by_post(table: pa.Table | None, columns: Sequence[str]) -> dict[str, dict]:
+    if table is None or table.num_rows == 0:
+        return {}
+    cols = [c for c in columns if c in table.column_names]
+    return {r["post_id"]: r for r in table.select(["post_id", *cols]).to_pylist()}
+
+
+def build_facts(posts: pa.Table, labels: pa.Table | None = None, scores: pa.Table | None = None, *,
+                hold_out_hashtags: bool = False) -> list[PostFacts]:
+    """One PostFacts per bronze post row (in order): the creator's caption and hashtags, the media labels (best
+    first), on-screen text, transcript and the video's seconds from moderation scores (``video_seconds``, else the
+    post's declared ``duration_s``). ``hold_out_hashtags``: no hashtags and the caption stripped of ``#tags``
+    (what an evaluation against the creator's own tags may show the generator)."""
+    by_labels = _rows_by_post(labels, ["labels", "status"])
+    by_scores = _rows_by_post(scores, ["ocr_text", "transcript", "video_seconds"])
+    out = []
+    for r in posts.to_pylist():
+        pid = r["post_id"]
+        lab = by_labels.get(pid) or {}
+        sc = by_scores.get(pid) or {}
+        caption = r.get("caption")
+        tags = tuple(normalise_tags(r.get("hashtags")))
+        if hold_out_hashtags:
+            caption, tags = (strip_tags(caption) or None) if caption else None, ()
+        duration = sc.get("video_seconds") if sc.get("video_seconds") is not None else r.get("duration_s")
+        out.append(PostFacts(
+            post_id=pid,
+            kind=r.get("kind") or "text",
+            caption=caption,
+            hashtags=tags,
+            labels=tuple((l["name"], float(l["prob"])) for l in (lab.get("labels") or [])),
+            ocr_text=(sc.get("ocr_text") or None),
+            transcript=(sc.get("transcript") or None),
+            duration_s=float(duration) if duration is not None and r.get("kind") == "video" else None,
+            language=r.get("language"),
+        ))
+    return out
+
+
+def caption_rows(posts: pa.Table, facts: Sequence[PostFacts], suggestions: Sequence[Suggestions],
+                 alt_text: Callable[[PostFacts], str | None], labels_version: str | None, day: dt.date,
+                 now: dt.datetime | None = None) -> list[dict]:
+    """The gold post_captions rows (one per post, in order)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    by_id = {s.post_id: s for s in suggestions}
+    authors = dict(zip(posts.column("post_id").to_pylist(), posts.column("author_id").to_pylist()))
+    rows = []
+    for f in facts:
+        s = by_id.get(f.post_id) or Suggestions(post_id=f.post_id)
+        rows.append({
+            "post_id": f.post_id, "author_id": authors[f.post_id], "kind": f.kind, "alt_text": alt_text(f),
+            "captions": list(s.captions), "hashtags": list(s.hashtags), "generator": s.generator or "",
+            "fallback": bool(s.fallback), "rejected": [r.reason for r in s.rejected],
+            "labels_version": labels_version, "generated_at": now, "event_date": day,
+        })
+    return rows
+
+
+def hit_at(suggested: Sequence[str], hidden: Iterable[str], k: int = 5) -> bool:
+    from assets.trends.suggest_eval import hit_at as _hit
+
+    return _hit(suggested, set(hidden), k)
+
+
+def hashtag_hits(facts_held_out: Sequence[PostFacts], hidden: Sequence[Sequence[str]],
+                 suggestions: Sequence[Suggestions], k: int = 5) -> dict:
+    """hit@k of one generator's hashtags against each post's own hashtags (held back); posts without hashtags
+    are not drafts and are left out. The facts must not show the hidden tags (a ValueError says so)."""
+    hits = n = 0
+    for f, tags, s in zip(facts_held_out, hidden, suggestions):
+        tags = normalise_tags(tags)
+        if not tags:
+            continue
+        if f.hashtags or any(f"#{t}" in (f.caption or "").lower() for t in tags):
+            raise ValueError(f"post {f.post_id}: the facts show the hashtags the evaluation hides")
+        n += 1
+        hits += hit_at(s.hashtags, tags, k)
+    return {f"hit_at_{k}": round(hits / n, 4) if n else None, "drafts": n}
+
+
+def existing_suggester_hits(records: list[dict], encoder, k: int = 5, **kwargs) -> dict:
+    """The existing suggester's hit@k (semantic neighbours, trending, popularity: what the API serves) on the
+    same records, from :func:`assets.trends.suggest_eval.suggestion_eval`."""
+    from assets.trends.suggest_eval import suggestion_eval
+
+    return suggestion_eval(records, encoder, k=k, **kwargs)
+
+
+def _pct(values: Sequence[int], q: float) -> int | None:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else None
+
+
+def alt_text_stats(rows: Sequence[dict]) -> dict:
+    """Coverage (share of image/video posts with alt-text) and alt-text length p50/p90/max in characters."""
+    media = [r for r in rows if r["kind"] in MEDIA_KINDS]
+    lengths = [len(r["alt_text"]) for r in media if r.get("alt_text")]
+    return {"media_posts": len(media), "with_alt_text": len(lengths),
+            "coverage": round(len(lengths) / len(media), 4) if media else None,
+            "length_p50": _pct(lengths, 0.5), "length_p90": _pct(lengths, 0.9),
+            "length_max": max(lengths) if lengths else None}
+
+
+def rejection_stats(suggestions: Sequence[Suggestions]) -> dict:
+    """The guard's rejections by reason: counts, and the rate per generated suggestion (accepted + rejected)."""
+    reasons = Counter(r.reason for s in suggestions for r in s.rejected)
+    rejected = sum(reasons.values())
+    produced = rejected + sum(len(s.captions) for s in suggestions)
+    return {"rejected": rejected, "produced": produced,
+            "rejection_rate": round(rejected / produced, 4) if produced else 0.0,
+            "by_reason": {k: {"count": v, "rate": round(v / produced, 4)} for k, v in sorted(reasons.items())},
+            "fallback_posts": sum(1 for s in suggestions if s.fallback)}
+
+
+def evaluate(posts: pa.Table, labels: pa.Table | None, scores: pa.Table | None, generator, alt_text,
+             k: int = 5) -> dict:
+    """Everything the evaluation asset and the bench report for one generator on one set of posts."""
+    held = build_facts(posts, labels, scores, hold_out_hashtags=True)
+    hidden = [r or [] for r in posts.column("hashtags").to_pylist()]
+    suggestions = generator.generate(held)
+    full = build_facts(posts, labels, scores)
+    alt = alt_text_stats([{"kind": f.kind, "alt_text": alt_text(f)} for f in full])
+    return {"generator": getattr(generator, "version", type(generator).__name__),
+            "hashtags": hashtag_hits(held, hidden, suggestions, k), "alt_text": alt,
+            "guard": rejection_stats(generator.generate(full))}
