@@ -40,7 +40,9 @@ COLUMNS = ("post_id", "author_id", "kind", "alt_text", "captions", "hashtags", "
 SERVED = ("post_id", "alt_text", "captions", "hashtags", "generator", "fallback", "generated_at")
 
 
-_table_seen = False
+#: the databases (host, port, name) where the captions table was seen: once it exists it stays, so the steady
+#: state costs one statement
+_tables_seen: set[tuple] = set()
 
 
 class CaptionsNotBuilt(LookupError):
@@ -83,12 +85,12 @@ def for_post(conn: psycopg.Connection, post_id: str) -> dict | None:
 def alt_texts(conn: psycopg.Connection, post_ids: Sequence[str]) -> dict[str, str | None]:
     """post id -> alt-text for the given posts, in one statement (posts without a row are absent; no table
     yet: an empty map, so that readers that decorate posts with alt-text never fail for it)."""
-    global _table_seen
     ids = list(dict.fromkeys(post_ids))
     if not ids:
         return {}
-    if not _table_seen:  # once the table exists it stays: the steady state costs one statement
+    where = (conn.info.host, conn.info.port, conn.info.dbname)
+    if where not in _tables_seen:
         if not relation_exists(conn, TABLE):
             return {}
-        _table_seen = True
+        _tables_seen.add(where)
     return dict(conn.execute(f"SELECT post_id, alt_text FROM {TABLE} WHERE post_id = ANY(%s)", (ids,)).fetchall())

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from serving.app import create_app
-from socialpulse import metrics, moderation, trends_store, vectors, virality
+from socialpulse import captions, metrics, moderation, trends_store, vectors, virality
 from socialpulse.stores.postgres import bootstrap_database
 from tests.tokens import bearer
 
@@ -68,6 +68,12 @@ def _seed(settings, encoder) -> None:
         virality.upsert(conn, [{"post_id": "fz1", "author_id": "a-fz1", "post_created_at": hour, "predicted_at": hour,
                                 "observed_hours": 6.0, "probability": 0.4, "views_so_far": 12, "reach_threshold": 30.0,
                                 "model_version": "fuzz"}])
+        # captions of fz1 (alt-text, suggestions)
+        captions.ensure_tables(conn)
+        captions.upsert(conn, [{"post_id": "fz1", "author_id": "a-fz1", "kind": "image",
+                                "alt_text": "Street food stall at night", "captions": ["street food market at night"],
+                                "hashtags": ["streetfood"], "generator": "grounded-1", "fallback": False,
+                                "labels_version": "fuzz", "event_date": day, "generated_at": hour}])
 
 
 @pytest.fixture(scope="module")
