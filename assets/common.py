@@ -44,6 +44,36 @@ def active_run(instance: dg.DagsterInstance, job_name: str, partition: str | Non
     return runs[0] if runs else None
 
 
+def runs_per_new_day(context: dg.SensorEvaluationContext, upstream: dg.AssetKey, job_name: str, what: str,
+                     fresh=None):
+    """A sensor's answer to new materializations of ``upstream`` since its cursor: one run of ``job_name`` per day
+    they touched (run key ``<what>-<day>-<newest storage id>``). A day whose run is still active waits, and the
+    cursor never moves past its records (the next tick picks them up; a re-requested run key is deduplicated by
+    Dagster). ``fresh(instance, day, storage_id)`` true: the day is already up to date after those records."""
+    after = int(context.cursor or 0)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=upstream, after_storage_id=after), limit=100, ascending=True).records
+    if not records:
+        return dg.SkipReason(f"no new {upstream.to_user_string()} since the last {what} run")
+    requests, blocked = [], []
+    for day in sorted({r.partition_key for r in records if r.partition_key}):
+        ids = [r.storage_id for r in records if r.partition_key == day]
+        if fresh is not None and fresh(context.instance, day, max(ids)):
+            continue
+        if active_run(context.instance, job_name, day):
+            blocked.append(min(ids))
+            continue
+        requests.append(dg.RunRequest(partition_key=day, run_key=f"{what}-{day}-{max(ids)}"))
+    cursor = min(blocked) - 1 if blocked else max(r.storage_id for r in records)
+    if not requests:
+        if not blocked:  # every day already up to date: nothing to wait for
+            context.update_cursor(str(cursor))
+            return dg.SkipReason(f"every day of the new {upstream.to_user_string()} is already up to date")
+        return dg.SkipReason(f"new {upstream.to_user_string()} wait for a running {what} run to finish")
+    context.update_cursor(str(cursor))
+    return requests
+
+
 def bronze_key(table: str) -> dg.AssetKey:
     if table not in BRONZE:
         raise KeyError(f"unknown bronze table {table!r}; known: {sorted(BRONZE)}")

@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from assets.common import (
     SENSOR_INTERVAL_S,
-    active_run,
     blocking_result,
     bronze_key,
     daily_backfill,
@@ -25,6 +24,7 @@ from assets.common import (
     day_table,
     lane,
     partition_day,
+    runs_per_new_day,
 )
 from assets.moderation.assets import SCORES_KEY, SERVING_KEY, _read_media, bronze_posts_day
 from orchestration.resources import PostgresResource, SettingsResource
@@ -290,25 +290,8 @@ def _captioned_after(instance, day: str, storage_id: int) -> bool:
     "OCR text and speech) runs captions_job for that day, one run per day at a time.",
 )
 def captions_sensor(context: dg.SensorEvaluationContext):
-    after = int(context.cursor or 0)
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=SERVING_KEY, after_storage_id=after), limit=100, ascending=True).records
-    if not records:
-        return dg.SkipReason("no new moderation decisions since the last captions run")
-    requests, blocked = [], []
-    for day in sorted({r.partition_key for r in records if r.partition_key}):
-        ids = [r.storage_id for r in records if r.partition_key == day]
-        if _captioned_after(context.instance, day, max(ids)):
-            continue  # captions already published after these decisions (the demo's own run, say)
-        if active_run(context.instance, captions_job.name, day):
-            blocked.append(min(ids))
-            continue
-        requests.append(dg.RunRequest(partition_key=day, run_key=f"captions-{day}-{max(ids)}"))
-    cursor = min(blocked) - 1 if blocked else max(r.storage_id for r in records)
-    if not requests:
-        return dg.SkipReason("new decisions wait for a running captions run to finish")
-    context.update_cursor(str(cursor))
-    return requests
+    # a day captioned after its decisions (the demo's own run, say) is not run again
+    return runs_per_new_day(context, SERVING_KEY, captions_job.name, "captions", fresh=_captioned_after)
 
 
 captions_daily_schedule = dg.build_schedule_from_partitioned_job(

@@ -10,7 +10,6 @@ import pyarrow as pa
 
 from assets.common import (
     SENSOR_INTERVAL_S,
-    active_run,
     blocking_result,
     bronze_key,
     daily_backfill,
@@ -18,6 +17,7 @@ from assets.common import (
     day_table,
     lane,
     partition_day,
+    runs_per_new_day,
 )
 from assets.moderation.assets import (
     SCORES_KEY,
@@ -348,27 +348,7 @@ interest_job = dg.define_asset_job(
     "content_job for that day (decided posts become searchable; removed ones leave the index).",
 )
 def content_sensor(context: dg.SensorEvaluationContext):
-    from dagster._core.storage.event_log.base import AssetRecordsFilter
-
-    after = int(context.cursor or 0)
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=SERVING_KEY, after_storage_id=after), limit=100, ascending=True).records
-    if not records:
-        return dg.SkipReason("no new moderation decisions since the last content run")
-    requests, blocked = [], []
-    for day in sorted({r.partition_key for r in records if r.partition_key}):
-        active = active_run(context.instance, content_job.name, day)
-        ids = [r.storage_id for r in records if r.partition_key == day]
-        if active:  # this day's new decisions wait for its running run; the next tick picks them up
-            blocked.append(min(ids))
-            continue
-        requests.append(dg.RunRequest(partition_key=day, run_key=f"content-{day}-{max(ids)}"))
-    # never move past a waiting day's records (a re-requested run_key is deduplicated by Dagster)
-    cursor = min(blocked) - 1 if blocked else max(r.storage_id for r in records)
-    if not requests:
-        return dg.SkipReason("new decisions wait for a running content run to finish")
-    context.update_cursor(str(cursor))
-    return requests
+    return runs_per_new_day(context, SERVING_KEY, content_job.name, "content")
 
 
 content_daily_schedule = dg.build_schedule_from_partitioned_job(
