@@ -21,9 +21,13 @@ METHOD = (
     "(H.264/MPEG-4 via PyAV); labels: assets.captions.labels.ImageLabeler (EfficientNet-Lite0, torch, 2 threads) "
     "timed over `label_images` images one by one and in batches, and over decoded video frames (4 per video); "
     "facts: assets.captions.evaluation.build_facts; alt-text: assets.captions.grounded.alt_text; captions: "
-    "GroundedGenerator.generate; hit@5: held-out facts (no hashtags, caption stripped of #tags) for every tagged post "
-    "(the grounded generator learns nothing, so every post is a held-out draft), the existing suggester through "
-    "assets.trends.suggest_eval.suggestion_eval (random 80/20 split, seed 7, its hit@5 on the held-out 20%); "
+    "GroundedGenerator.generate; hit@5: the existing suggester's split (assets.trends.suggest_eval.split_records: "
+    "random 80/20, seed 7, the held-out posts with hashtags, at most 2,000), each draft's facts held out (no hashtags, "
+    "caption stripped of #tags); grounded_words_only: the generator on those facts; grounded_with_related_tags: the "
+    "same plus each draft's related tags (the suggester's semantic + popularity ranking from the known 80% only, "
+    "the draft embedded by assets.captions.evaluation.draft_text); existing_suggester: suggestion_eval on the same "
+    "records and split; showcase: a photo with text drawn on it and a 6 s video with eSpeak NG speech, analysed "
+    "by assets.moderation.media.MediaAnalyser (RapidOCR, Whisper tiny.en) and labelled, then captioned; "
     "LLM: assets.captions.generators.build_generator('llama-cpp') on the shipped Gemma 3 270M GGUF when it starts"
 )
 SCALES = {
@@ -55,12 +59,62 @@ def photo_jpeg(name: str) -> bytes:
     return buf.getvalue()
 
 
-def photo_video(name: str, seconds: int = 3, fps: int = 10) -> bytes:
-    """An mp4 whose frames show the photo (slowly panning), ``seconds`` long."""
+def spoken(text: str, wpm: int = 150):
+    """``text`` spoken by eSpeak NG (the ``espeakng-loader`` wheel's library and voices, offline): mono float32
+    PCM at 16 kHz (the rate speech recognition reads)."""
+    import ctypes
+    from pathlib import Path
+
+    import espeakng_loader
+    import numpy as np
+    from scipy.signal import resample_poly
+
+    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    rate = lib.espeak_Initialize(2, 0, str(Path(espeakng_loader.get_data_path()).parent).encode(), 0)  # synchronous
+    if rate <= 0:
+        raise RuntimeError(f"eSpeak NG did not start ({rate})")
+    chunks: list = []
+    callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+    def collect(wav, n, _events):
+        if n > 0:
+            chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        return 0
+
+    callback = callback_type(collect)  # kept alive until synthesis ends
+    lib.espeak_SetSynthCallback(callback)
+    lib.espeak_SetVoiceByName(b"en-us")
+    lib.espeak_SetParameter(1, int(wpm), 0)  # espeakRATE
+    data = text.encode()
+    if lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, 0, None, None) != 0:  # POS_CHARACTER, espeakCHARS_AUTO
+        raise RuntimeError("eSpeak NG could not speak the text")
+    lib.espeak_Synchronize()
+    pcm = np.concatenate(chunks).astype(np.float32) / 32768.0
+    g = np.gcd(16000, rate)
+    return resample_poly(pcm, 16000 // g, rate // g).astype(np.float32)
+
+
+def photo_with_text(name: str, text: str, size: int = 40):
+    """One of the photos with ``text`` across its top in large letters on a dark band (what OCR reads)."""
+    from PIL import ImageDraw, ImageFont
+
+    img = photo_image(name).copy()
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=size)
+    box = draw.textbbox((0, 0), text, font=font)
+    pad = size // 3
+    draw.rectangle([0, 0, img.width, box[3] - box[1] + 3 * pad], fill=(20, 20, 20))
+    draw.text(((img.width - (box[2] - box[0])) // 2, pad), text, font=font, fill=(255, 255, 255))
+    return img
+
+
+def photo_video(name: str, seconds: int = 3, fps: int = 10, image=None, speech=None) -> bytes:
+    """An mp4 whose frames show the photo (slowly panning), ``seconds`` long; with ``speech`` (16 kHz mono
+    float PCM, e.g. :func:`spoken`) an AAC track says it."""
     import av
     import numpy as np
 
-    img = photo_image(name)
+    img = image if image is not None else photo_image(name)
     w, h = (img.width // 2) * 2, (img.height // 2) * 2
     img = img.resize((w, h))
     arr = np.asarray(img)
@@ -71,13 +125,172 @@ def photo_video(name: str, seconds: int = 3, fps: int = 10) -> bytes:
         except Exception:  # noqa: BLE001 - an FFmpeg without x264
             stream = out.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        audio = None
+        if speech is not None:
+            audio = out.add_stream("aac", rate=16000)
+            audio.layout = "mono"
         for i in range(seconds * fps):
             frame = av.VideoFrame.from_ndarray(np.roll(arr, i * 2, axis=1), format="rgb24")
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+        if audio is not None:
+            pcm = np.asarray(speech, dtype=np.float32)[: seconds * 16000]
+            for start in range(0, pcm.size, 1024):
+                chunk = pcm[start:start + 1024]
+                frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+                frame.sample_rate, frame.pts = 16000, start
+                for packet in audio.encode(frame):
+                    out.mux(packet)
+            for packet in audio.encode():
+                out.mux(packet)
     return buf.getvalue()
+
+
+#: the showcase: a photo with words on it and a video that speaks, through the platform's real media analysis
+SHOWCASE = [
+    {"post_id": "showcase-photo", "kind": "image", "photo": "coffee", "overlay": "FLAT WHITE 3.50",
+     "caption": "Saturday morning ritual"},
+    {"post_id": "showcase-video", "kind": "video", "photo": "coffee", "overlay": "OAT MILK",
+     "speech": "Welcome to my coffee corner. Today I am making a flat white with oat milk.",
+     "caption": "How I make my morning coffee", "seconds": 6},
+    {"post_id": "showcase-cat", "kind": "image", "photo": "chelsea", "caption": None},
+]
+
+
+def showcase(labeler, generator, related) -> list[dict]:
+    """The SHOWCASE posts end to end: media made (text drawn on the photo, speech by eSpeak NG), analysed by
+    the moderation media analyser (OCR, Whisper tiny.en) and labelled by EfficientNet-Lite0, then alt-text,
+    captions and hashtags (with related tags from the bench's known posts)."""
+    from assets.captions.evaluation import with_related_tags
+    from assets.captions.facts import PostFacts
+    from assets.captions.grounded import alt_text, readable_text
+    from assets.captions.labels import frames_of
+    from assets.moderation.media import MediaAnalyser
+
+    analyser = MediaAnalyser()
+    facts, inputs = [], []
+    for item in SHOWCASE:
+        img = photo_with_text(item["photo"], item["overlay"]) if item.get("overlay") else photo_image(item["photo"])
+        if item["kind"] == "video":
+            seconds = item.get("seconds", 3)
+            data = photo_video(item["photo"], seconds=seconds, image=img,
+                               speech=spoken(item["speech"]) if item.get("speech") else None)
+            frames = frames_of(data)[1]
+        else:
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=90)
+            data, frames = buf.getvalue(), [img]
+        seen = analyser.analyse(data)
+        facts.append(PostFacts(
+            post_id=item["post_id"], kind=item["kind"], caption=item["caption"],
+            labels=tuple(labeler.label_images(frames)), ocr_text=readable_text(seen.ocr_text),
+            transcript=readable_text(getattr(seen, "transcript", None)),
+            duration_s=getattr(seen, "duration_s", None) if item["kind"] == "video" else None))
+        inputs.append({"media": f"{item['photo']} photo" + (f" with '{item['overlay']}' drawn on it"
+                                                             if item.get("overlay") else "")
+                       + (f", {item.get('seconds', 3)} s video saying '{item['speech']}'" if item.get("speech") else "")})
+    rankings, sims = related(facts)
+    facts = with_related_tags(facts, rankings, sims)
+    out = []
+    for f, s, given, sim in zip(facts, generator.generate(facts), inputs, sims):
+        out.append({"post_id": f.post_id, "kind": f.kind, **given, "creator_caption": f.caption,
+                    "labels": [[n, round(p, 3)] for n, p in f.labels[:3]], "ocr_text": f.ocr_text,
+                    "transcript": f.transcript, "nearest_similarity": round(sim, 3),
+                    "related_tags": [t for t, _ in f.related_tags[:5]],
+                    "alt_text": alt_text(f), "captions": s.captions, "hashtags": s.hashtags[:5],
+                    "rejected": [r.reason for r in s.rejected]})
+    return out
+
+
+def post_records(posts) -> list[dict]:
+    return [{"post_id": r["post_id"], "created_at": r["created_at"], "caption": r["caption"], "hashtags": r["hashtags"]}
+            for r in posts.select(["post_id", "created_at", "caption", "hashtags"]).to_pylist()]
+
+
+def photo_labels(posts, per_photo: dict, video_labels: list | None = None):
+    """media_labels-like rows: every image post shows one of the photos (in turn), every video one of the videos."""
+    import pyarrow as pa
+
+    rows = []
+    for i, (pid, kind) in enumerate(zip(posts.column("post_id").to_pylist(), posts.column("kind").to_pylist())):
+        if kind in ("image", "video"):
+            labels = (video_labels[i % len(video_labels)] if kind == "video" and video_labels
+                      else per_photo[PHOTOS[i % len(PHOTOS)]])
+            rows.append({"post_id": pid, "labels": [{"name": n, "prob": p} for n, p in labels], "status": "ok",
+                         "model_version": "bench"})
+    return pa.Table.from_pylist(rows)
+
+
+def held_out_drafts(posts, labels, records, max_test: int = 2000) -> dict:
+    """The existing suggester's split of ``records`` (assets.trends.suggest_eval.split_records), each test draft's
+    facts with its hashtags held out, and the hidden tags."""
+    from assets.captions.evaluation import build_facts
+    from assets.trends.suggest_eval import split_records
+
+    train, test = split_records(records, max_test=max_test)
+    held_all = {f.post_id: f for f in build_facts(posts, labels, None, hold_out_hashtags=True)}
+    return {"train": train, "held": [held_all[r["post_id"]] for r in test],
+            "hidden": [r["hashtags"] or [] for r in test]}
+
+
+def related_lookup(encoder, train: list[dict]):
+    """Related tags from the known posts only: the existing suggester's semantic + popularity ranking for each
+    post's :func:`~assets.captions.evaluation.draft_text`, and its nearest known post's cosine."""
+    from assets.captions.evaluation import draft_text
+    from assets.trends.suggest_eval import known_embeddings, semantic_votes
+    from socialpulse.hashtags import popularity_shares, rank, tag_statistics
+    from socialpulse.tags import normalise_tags
+
+    counts, _ = tag_statistics(train)
+    popularity = popularity_shares(counts)
+    known = known_embeddings(encoder, train)
+    known_tags = [normalise_tags(r.get("hashtags")) for r in train]
+
+    def related(facts):
+        votes = semantic_votes(encoder.encode([draft_text(f) for f in facts]), known, known_tags)
+        return ([[(x.tag, x.score) for x in rank(semantic=v, popularity=popularity, limit=10)] for v, _ in votes],
+                [sim for _, sim in votes])
+
+    return related
+
+
+#: the grid the related-tags weight and similarity floor are chosen on (validation world only)
+VALIDATION_WEIGHTS = (5.0, 8.0, 12.0, 20.0)
+VALIDATION_MIN_SIMILARITY = (0.0, 0.3, 0.4, 0.45, 0.5, 0.6)
+
+
+def validation(per_photo: dict, encoder, cfg: dict) -> dict:
+    """hit@5 of grounded + related tags over VALIDATION_WEIGHTS x VALIDATION_MIN_SIMILARITY on a seed-11 world
+    (never the seed-7 test world): how SOURCE_WEIGHTS['related'] and RELATED_MIN_SIMILARITY were chosen."""
+    import numpy as np
+    import pyarrow as pa
+
+    from assets.captions import grounded
+    from assets.captions.evaluation import hashtag_hits, with_related_tags
+    from assets.captions.grounded import GroundedGenerator
+    from socialpulse.synthetic import WorldConfig, build_world, iter_days
+
+    world = build_world(WorldConfig(users=cfg["users"], posts=cfg["posts"], days=cfg["days"], seed=11))
+    posts = pa.concat_tables([b.tables["posts"] for b in iter_days(world)])
+    records = post_records(posts)
+    drafts = held_out_drafts(posts, photo_labels(posts, per_photo), records, max_test=1000)
+    rankings, sims = related_lookup(encoder, drafts["train"])(drafts["held"])
+    grid, saved = {}, grounded.SOURCE_WEIGHTS["related"]
+    try:
+        for w in VALIDATION_WEIGHTS:
+            grounded.SOURCE_WEIGHTS["related"] = w
+            for floor in VALIDATION_MIN_SIMILARITY:
+                facts = with_related_tags(drafts["held"], rankings, sims, min_similarity=floor)
+                grid[f"weight={w:g},min_similarity={floor:g}"] = hashtag_hits(
+                    facts, drafts["hidden"], GroundedGenerator().generate(facts), 5)["hit_at_5"]
+    finally:
+        grounded.SOURCE_WEIGHTS["related"] = saved
+    related_only = np.mean([bool(set(t for t, _ in r[:5]) & set(h)) for r, h in zip(rankings, drafts["hidden"])])
+    return {"world_seed": 11, "drafts": len(drafts["held"]), "related_tags_only": round(float(related_only), 4),
+            "nearest_similarity_p10_p50_p90": [round(float(np.percentile(sims, q)), 3) for q in (10, 50, 90)],
+            "hit_at_5": grid}
 
 
 def _llm(posts, facts) -> dict:
@@ -107,17 +320,16 @@ def _llm(posts, facts) -> dict:
 
 
 def main(cfg: dict) -> dict:
-    import pyarrow as pa
-
     from assets.captions.evaluation import (
         alt_text_stats,
         build_facts,
         existing_suggester_hits,
         hashtag_hits,
         rejection_stats,
+        with_related_tags,
     )
     from assets.captions.grounded import GroundedGenerator, alt_text
-    from assets.captions.labels import ImageLabeler, frames_of
+    from assets.captions.labels import ImageLabeler
     from assets.content.assets import _encoder
     from socialpulse import lake
     from socialpulse.contracts import POSTS
@@ -140,6 +352,8 @@ def main(cfg: dict) -> dict:
     _, one_s = timed(lambda: [labeler.label_images([im]) for im in images], digits=3)
     _, batch_s = timed(labeler.probabilities, images, digits=3)
     videos = [photo_video(PHOTOS[i % 3]) for i in range(cfg["videos"])]
+    from assets.captions.labels import frames_of
+
     frames_n = 0
     t = time.perf_counter()
     video_labels = []
@@ -159,14 +373,7 @@ def main(cfg: dict) -> dict:
     say(f"labels: {out['labels']['images_per_s_batched']} images/s batched")
 
     # every image / video post shows one of the photos: its labels are the photo's (computed once per photo)
-    kinds = posts.column("kind").to_pylist()
-    rows = []
-    for i, (pid, kind) in enumerate(zip(posts.column("post_id").to_pylist(), kinds)):
-        if kind in ("image", "video"):
-            labels = per_photo[PHOTOS[i % len(PHOTOS)]] if kind == "image" else video_labels[i % len(video_labels)]
-            rows.append({"post_id": pid, "labels": [{"name": n, "prob": p} for n, p in labels], "status": "ok",
-                         "model_version": labeler.version})
-    labels_table = pa.Table.from_pylist(rows)
+    labels_table = photo_labels(posts, per_photo, video_labels)
 
     facts, facts_s = timed(build_facts, posts, labels_table, None, digits=3)
     alts, alt_s = timed(lambda: [alt_text(f) for f in facts], digits=3)
@@ -177,16 +384,24 @@ def main(cfg: dict) -> dict:
     out["alt_text"] = alt_text_stats([{"kind": f.kind, "alt_text": a} for f, a in zip(facts, alts)])
     out["guard"] = rejection_stats(suggestions)
 
-    held = build_facts(posts, labels_table, None, hold_out_hashtags=True)
-    hidden = [h or [] for h in posts.column("hashtags").to_pylist()]
-    held_sugg = gen.generate(held)
-    grounded = hashtag_hits(held, hidden, held_sugg, 5)
-    records = [{"created_at": r["created_at"], "caption": r["caption"], "hashtags": r["hashtags"]}
-               for r in posts.select(["created_at", "caption", "hashtags"]).to_pylist()]
-    existing, existing_s = timed(existing_suggester_hits, records, _encoder(), 5, max_test=2000, progress=say)
-    out["hashtags_hit_at_5"] = {"grounded": grounded, "existing_suggester": existing["hit_at_5"],
+    # hit@5 on the existing suggester's own held-out drafts (same records, same split): the grounded generator
+    # alone, and with each draft's related tags (the suggester's ranking from the known 80% only)
+    records = post_records(posts)
+    encoder = _encoder()
+    drafts = held_out_drafts(posts, labels_table, records)
+    related = related_lookup(encoder, drafts["train"])
+    with_related, related_s = timed(lambda: with_related_tags(drafts["held"], *related(drafts["held"])))
+    grounded = hashtag_hits(drafts["held"], drafts["hidden"], gen.generate(drafts["held"]), 5)
+    combined = hashtag_hits(with_related, drafts["hidden"], gen.generate(with_related), 5)
+    existing, existing_s = timed(existing_suggester_hits, records, encoder, 5, max_test=2000, progress=say)
+    out["hashtags_hit_at_5"] = {"grounded_words_only": grounded, "grounded_with_related_tags": combined,
+                                "related_tags_s": related_s, "existing_suggester": existing["hit_at_5"],
                                 "existing_drafts": existing["drafts"], "existing_seconds": existing_s}
-    say(f"hit@5 grounded {grounded['hit_at_5']} vs existing {existing['hit_at_5']}")
+    say(f"hit@5 grounded {grounded['hit_at_5']}, with related tags {combined['hit_at_5']} vs existing "
+        f"{existing['hit_at_5']}")
+    out["validation"] = validation(per_photo, encoder, cfg)
+
+    out["showcase"] = showcase(labeler, gen, related)
 
     # five posts as a reader checks them: an image, a video, a text post and two more with media
     picks, seen_kinds = [], set()

@@ -11,6 +11,7 @@ import click
 
 from bench import BENCHES
 from cli.auth import auth
+from cli.captions import captions
 from cli.common import day_range, fail, progress
 from cli.moderation import moderation
 from cli.notifications import notifications
@@ -33,6 +34,7 @@ def main() -> None:
 
 
 main.add_command(auth)
+main.add_command(captions)
 main.add_command(trends)
 main.add_command(moderation)
 main.add_command(notifications)

@@ -135,10 +135,12 @@ def index_all(settings: Settings, days: list[dt.date], *, interest: bool = True,
     return summary
 
 
-def captions_all(settings: Settings, days: list[dt.date], *, progress: Callable[[str], None] | None = None) -> dict:
+def captions_all(settings: Settings, days: list[dt.date], *, evaluate: bool = False,
+                 progress: Callable[[str], None] | None = None) -> dict:
     """Run captions_job for each day, oldest first: what each image and frame shows, then alt-text and caption and
     hashtag suggestions from what was detected, then the serving copy (after moderation: its scores hold the
-    on-screen text and speech)."""
+    on-screen text and speech); with ``evaluate``, then captions_evaluation_job for each day (its figures in
+    ``summary["evaluation"]``)."""
     quiet_warnings()
     from orchestration.definitions import defs
 
@@ -147,6 +149,17 @@ def captions_all(settings: Settings, days: list[dt.date], *, progress: Callable[
     summary: dict = {"partitions": {}, "failed": []}
     for day in sorted(days):
         summary["partitions"][day.isoformat()] = _run(defs, "captions_job", instance, summary, progress, day)
+    if evaluate:
+        import dagster as dg
+
+        summary["evaluation"] = {}
+        for day in sorted(days):
+            if _run(defs, "captions_evaluation_job", instance, summary, progress, day)["success"]:
+                record = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(["lake", "gold", "captions_evaluation"]),
+                                          asset_partitions=[day.isoformat()]), limit=1, ascending=False).records
+                meta = record[0].asset_materialization.metadata if record else {}
+                summary["evaluation"][day.isoformat()] = {k: getattr(v, "value", v) for k, v in meta.items()}
     return summary
 
 

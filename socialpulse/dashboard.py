@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from socialpulse import audience, metrics, virality
+from socialpulse import audience, captions, metrics, virality
 
 #: the longest window the dashboard shows, in days (its default: 28)
 MAX_DAYS = 366
@@ -42,6 +42,12 @@ def _iso(row: dict) -> dict:
     return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.items()}
 
 
+def _with_alt_text(conn: psycopg.Connection, rows: list[dict]) -> list[dict]:
+    """Each post row with its generated alt-text (None where captions have not run for it yet)."""
+    alt = captions.alt_texts(conn, [r["post_id"] for r in rows])
+    return [{**r, "alt_text": alt.get(r["post_id"])} for r in rows]
+
+
 def creator_dashboard(conn: psycopg.Connection, creator_id: str, start: dt.datetime, end: dt.datetime) -> dict:
     """Every section of a creator's dashboard over ``[start, end)`` (whole UTC days)."""
     rows: list[dict] = []
@@ -53,7 +59,8 @@ def creator_dashboard(conn: psycopg.Connection, creator_id: str, start: dt.datet
     out = {"series": section(series)}
     out["totals"] = ({"status": "ok", **metrics.totals(rows)} if out["series"]["status"] == "ok"
                      else out["series"])
-    out["top_posts"] = section(lambda: {"rows": metrics.top_posts(conn, creator_id, start, end, TOP_POSTS)})
+    out["top_posts"] = section(lambda: {"rows": _with_alt_text(conn, metrics.top_posts(conn, creator_id, start, end,
+                                                                                         TOP_POSTS))})
     out["virality"] = section(lambda: {
         "rows": [_iso(r) for r in virality.recent_for_creator(conn, creator_id, RECENT_PREDICTIONS, since=start)],
         "top_share": virality.TOP_SHARE, "likely": virality.LIKELY})

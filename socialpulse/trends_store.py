@@ -224,19 +224,37 @@ def suggest(conn: psycopg.Connection, vector, chosen: Sequence[str], limit: int)
     """Ranked hashtag suggestions for a draft whose text embeds to ``vector``, with ``chosen`` tags already
     picked: the nearest servable indexed posts vote for their tags, the chosen tags pull in their partners,
     tags trending now count where the draft is about them (:func:`socialpulse.hashtags.rank`)."""
+    return suggest_many(conn, [vector], limit, chosen=chosen)[0]
+
+
+def suggest_many(conn: psycopg.Connection, vectors_: Sequence, limit: int, *, chosen: Sequence[str] = (),
+                 exclude: Sequence[Sequence[str]] | None = None) -> list[dict]:
+    """:func:`suggest` for many drafts at once (trend and popularity tables read once); ``exclude[i]``: post ids
+    that may not vote for draft ``i`` (a post already indexed is not its own neighbour)."""
     from socialpulse import hashtags, vectors
     from socialpulse.tags import normalise_tags
 
     chosen = normalise_tags(chosen)
-    neighbours = vectors.nearest(conn, vector, hashtags.NEIGHBOURS)
-    semantic = hashtags.neighbour_votes(
-        (1.0 - r["distance"], r["metadata"].get("hashtags") or []) for r in neighbours)
     counts, pairs = cooccurrence(conn, chosen)
     cooc = hashtags.cooccurrence_scores(chosen, pairs, counts)
     trending = current_scores(conn) if relation_exists(conn, f"{SCHEMA}.hashtag_scores") else {}
-    candidates = set(semantic) | set(cooc) | set(trending)
+    drafts = []
+    for i, vector in enumerate(vectors_):
+        skip = set(exclude[i]) if exclude else set()
+        neighbours = [r for r in vectors.nearest(conn, vector, hashtags.NEIGHBOURS + len(skip))
+                      if r["post_id"] not in skip][: hashtags.NEIGHBOURS]
+        semantic = hashtags.neighbour_votes(
+            (1.0 - r["distance"], r["metadata"].get("hashtags") or []) for r in neighbours)
+        drafts.append((semantic, neighbours))
+    candidates = set(cooc) | set(trending)
+    for semantic, _ in drafts:
+        candidates |= set(semantic)
     shares = hashtags.popularity_shares(popularity(conn, candidates))  # shares of the top tag's count, under ""
     shares.pop("", None)
-    ranked = hashtags.rank(semantic=semantic, cooccurrence=cooc, trending=trending, popularity=shares,
-                           chosen=chosen, limit=limit)
-    return {"suggestions": [s.to_dict() for s in ranked], "chosen": chosen, "neighbours": len(neighbours)}
+    out = []
+    for semantic, neighbours in drafts:
+        ranked = hashtags.rank(semantic=semantic, cooccurrence=cooc, trending=trending, popularity=shares,
+                               chosen=chosen, limit=limit)
+        out.append({"suggestions": [s.to_dict() for s in ranked], "chosen": chosen, "neighbours": len(neighbours),
+                    "similarity": round(1.0 - neighbours[0]["distance"], 4) if neighbours else None})
+    return out

@@ -278,6 +278,13 @@ def _require_index(conn: psycopg.Connection, table: str = POSTS_TABLE) -> None:
     _INDEXED.setdefault(conn, set()).add(table)
 
 
+def index_encoder_version(conn: psycopg.Connection) -> str | None:
+    """The encoder version the indexed post vectors were made with (None while the index is empty)."""
+    _require_index(conn)
+    row = conn.execute(f"SELECT metadata->>'embedding_version' FROM {SCHEMA}.{POSTS_TABLE} LIMIT 1").fetchone()
+    return row[0].split("+", 1)[0] if row and row[0] else None
+
+
 def _client_sql(query: str, params: list) -> tuple[str, list]:
     """The client builds asyncpg-style SQL (``$1``, ``$2``, in order); psycopg takes ``%s``."""
     import re

@@ -100,17 +100,52 @@ def media_labels(context: dg.AssetExecutionContext, settings: SettingsResource) 
                                           **{f"status_{k}": v for k, v in status.items()}})
 
 
-def generate_day(posts: pa.Table, labels: pa.Table, scores: pa.Table, day: dt.date, generator=None) -> list[dict]:
-    """The day's post_captions rows: facts joined, alt-text written, the generator's suggestions (default: the
-    grounded generator)."""
-    from assets.captions.evaluation import build_facts, caption_rows
+def generate_day(posts: pa.Table, labels: pa.Table, scores: pa.Table, day: dt.date, generator=None,
+                 related=None) -> list[dict]:
+    """The day's post_captions rows: facts joined (with each post's related tags when ``related`` looks them up),
+    alt-text written, the generator's suggestions (default: the grounded generator)."""
+    from assets.captions.evaluation import build_facts, caption_rows, with_related_tags
     from assets.captions.grounded import GroundedGenerator, alt_text
 
     generator = generator or GroundedGenerator()
     facts = build_facts(posts, labels, scores)
+    if related is not None and facts:
+        facts = with_related_tags(facts, *related(facts))
     suggestions = generator.generate(facts) if facts else []
     versions = set(labels.column("model_version").to_pylist()) if labels.num_rows else set()
     return caption_rows(posts, facts, suggestions, alt_text, ",".join(sorted(versions)) or None, day)
+
+
+#: related tags looked up per post (the served suggester's ranking)
+RELATED_TAGS = 10
+
+
+def index_related_tags(postgres, log=None):
+    """A related-tags lookup through the served hashtag suggester: each post's words (:func:`draft_text`) embedded
+    by the content encoder, its nearest indexed posts (never itself) voting for their tags, trends and popularity
+    as ``POST /v1/hashtags/suggest`` ranks them. While the search index is missing or was built by another
+    encoder, the lookup gives no related tags and says so in the log (the post's own words still give hashtags)."""
+    def lookup(facts):
+        """(per post: the ranked (tag, score) pairs, per post: its nearest neighbour's cosine)"""
+        from assets.captions.evaluation import draft_text
+        from assets.content.assets import _encoder
+        from socialpulse import trends_store, vectors
+
+        encoder = _encoder()
+        with postgres.connect() as conn:
+            try:
+                indexed = vectors.index_encoder_version(conn)
+            except vectors.IndexNotBuilt as exc:
+                indexed = exc
+            if isinstance(indexed, Exception) or (indexed is not None and indexed != encoder.version):
+                if log is not None:
+                    log.warning(f"no related tags: {indexed if isinstance(indexed, Exception) else 'the search index was built with encoder ' + indexed + ', not ' + encoder.version}")
+                return [[] for _ in facts], None
+            vecs = encoder.encode([draft_text(f) for f in facts])
+            got = trends_store.suggest_many(conn, vecs, RELATED_TAGS, exclude=[[f.post_id] for f in facts])
+        return [[(s["tag"], s["score"]) for s in g["suggestions"]] for g in got], [g["similarity"] for g in got]
+
+    return lookup
 
 
 def configured_generator(settings, log=None):
@@ -140,7 +175,8 @@ def configured_generator(settings, log=None):
     kinds={"delta", "python"},
     owners=OWNERS,
 )
-def post_captions(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+def post_captions(context: dg.AssetExecutionContext, settings: SettingsResource,
+                  postgres: PostgresResource) -> dg.MaterializeResult:
     from assets.captions.evaluation import alt_text_stats
     from assets.captions.tables import MEDIA_LABELS, POST_CAPTIONS
     from assets.moderation.tables import MODERATION_SCORES
@@ -150,7 +186,7 @@ def post_captions(context: dg.AssetExecutionContext, settings: SettingsResource)
     labels = day_table(MEDIA_LABELS, s, day)
     scores = day_table(MODERATION_SCORES, s, day)
     generator = configured_generator(s, context.log)
-    rows = generate_day(posts, labels, scores, day, generator)
+    rows = generate_day(posts, labels, scores, day, generator, index_related_tags(postgres, context.log))
     lake.replace_partitions(POST_CAPTIONS, rows, [day], settings=s)
     stats = alt_text_stats(rows)
     return dg.MaterializeResult(metadata={
@@ -198,7 +234,8 @@ def serving_captions(context: dg.AssetExecutionContext, settings: SettingsResour
     kinds={"python"},
     owners=OWNERS,
 )
-def captions_evaluation(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+def captions_evaluation(context: dg.AssetExecutionContext, settings: SettingsResource,
+                        postgres: PostgresResource) -> dg.MaterializeResult:
     from assets.captions.evaluation import evaluate
     from assets.captions.grounded import alt_text
     from assets.captions.tables import MEDIA_LABELS
@@ -207,7 +244,7 @@ def captions_evaluation(context: dg.AssetExecutionContext, settings: SettingsRes
     s, day = settings.get(), partition_day(context)
     posts, _ = bronze_posts_day(s, day)
     report = evaluate(posts, day_table(MEDIA_LABELS, s, day), day_table(MODERATION_SCORES, s, day),
-                      configured_generator(s, context.log), alt_text)
+                      configured_generator(s, context.log), alt_text, related=index_related_tags(postgres, context.log))
     meta = {"generator": report["generator"], "hit_at_5": report["hashtags"]["hit_at_5"],
             "drafts": report["hashtags"]["drafts"], "alt_text": report["alt_text"],
             "rejection_rate": report["guard"]["rejection_rate"], "rejections": report["guard"]["by_reason"]}

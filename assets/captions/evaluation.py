@@ -8,10 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 import pyarrow as pa
 
 from assets.captions.facts import PostFacts, Suggestions
+from assets.captions.grounded import readable_text
 from socialpulse.tags import normalise_tags, strip_tags
 
 MEDIA_KINDS = ("image", "video")
@@ -48,11 +50,52 @@ def build_facts(posts: pa.Table, labels: pa.Table | None = None, scores: pa.Tabl
             caption=caption,
             hashtags=tags,
             labels=tuple((l["name"], float(l["prob"])) for l in (lab.get("labels") or [])),
-            ocr_text=(sc.get("ocr_text") or None),
-            transcript=(sc.get("transcript") or None),
+            ocr_text=readable_text(sc.get("ocr_text")),
+            transcript=readable_text(sc.get("transcript")),
             duration_s=float(duration) if duration is not None and r.get("kind") == "video" else None,
             language=r.get("language"),
         ))
+    return out
+
+
+def draft_text(facts: PostFacts) -> str:
+    """What a post's related tags are looked up by: its words the way the search index embeds posts
+    (:func:`assets.content.embeddings.post_document`), without any hashtag: the creator's words, on-screen text,
+    speech."""
+    from assets.captions.grounded import clean_text
+    from assets.content.embeddings import post_document
+
+    return post_document(clean_text(facts.caption) or None, [], facts.ocr_text, facts.transcript)
+
+
+#: related tags count only for a post whose nearest indexed post is at least this alike (MiniLM cosine): below
+#: it, "similar posts" are not similar and their tags say nothing about the post (the bench's coffee photo got
+#: #gaming from posts about games without it). On the validation world (seed 11, bench/results/captions.json
+#: "validation", nearest cosine p10 0.66) the floor costs hit@5 0.809 -> 0.806: its posts all have close
+#: neighbours, so the floor is set by the off-topic case, not by that figure
+RELATED_MIN_SIMILARITY = 0.45
+
+
+def with_related_tags(facts: Sequence[PostFacts], rankings: Sequence[Sequence[tuple[str, float]]],
+                      similarities: Sequence[float | None] | None = None, *,
+                      min_similarity: float = RELATED_MIN_SIMILARITY, limit: int = 10) -> list[PostFacts]:
+    """``facts`` with each post's related tags (the existing suggester's ``(tag, score)`` ranking for it): the
+    scores are scaled so the post's best related tag is 1, the tags canonical, each once, at most ``limit``. With
+    ``similarities`` (each post's nearest neighbour's cosine), a post below ``min_similarity`` gets none."""
+    if len(rankings) != len(facts) or (similarities is not None and len(similarities) != len(facts)):
+        raise ValueError(f"{len(rankings)} rankings for {len(facts)} posts")
+    out = []
+    for i, (f, ranking) in enumerate(zip(facts, rankings)):
+        sim = similarities[i] if similarities is not None else None
+        if similarities is not None and (sim is None or sim < min_similarity):
+            ranking = []
+        top = max((float(s) for _, s in ranking), default=0.0)
+        seen: dict[str, float] = {}
+        for tag, score in ranking:
+            t = normalise_tags([tag])
+            if t and t[0] not in seen and top > 0:
+                seen[t[0]] = round(float(score) / top, 4)
+        out.append(replace(f, related_tags=tuple(list(seen.items())[:limit])))
     return out
 
 
@@ -132,9 +175,12 @@ def rejection_stats(suggestions: Sequence[Suggestions]) -> dict:
 
 
 def evaluate(posts: pa.Table, labels: pa.Table | None, scores: pa.Table | None, generator, alt_text,
-             k: int = 5) -> dict:
-    """Everything the evaluation asset and the bench report for one generator on one set of posts."""
+             k: int = 5, related: Callable[[list[PostFacts]], list] | None = None) -> dict:
+    """Everything the evaluation asset and the bench report for one generator on one set of posts
+    (``related``: the related-tags lookup, given the held-out facts: never a post's own tags)."""
     held = build_facts(posts, labels, scores, hold_out_hashtags=True)
+    if related is not None and held:
+        held = with_related_tags(held, *related(held))
     hidden = [r or [] for r in posts.column("hashtags").to_pylist()]
     suggestions = generator.generate(held)
     full = build_facts(posts, labels, scores)

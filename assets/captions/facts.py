@@ -21,6 +21,9 @@ class PostFacts:
     transcript: str | None = None  # speech (videos)
     duration_s: float | None = None  # videos
     language: str | None = None
+    #: the platform's hashtags for posts like this one (the existing suggester's ranking of the tags its nearest
+    #: posts carry, score in [0, 1], best first): tags real posts use, never the post's own
+    related_tags: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass

@@ -71,6 +71,8 @@ def facts_lines(facts: PostFacts, *, quote_chars: int = 300) -> list[str]:
         lines.append(f"On-screen text: {trim(facts.ocr_text, quote_chars)}")
     if facts.transcript and facts.transcript.strip():
         lines.append(f"Speech: {trim(facts.transcript, quote_chars)}")
+    if facts.related_tags:
+        lines.append("Similar posts' tags: " + " ".join(f"#{t}" for t, _ in facts.related_tags[:5]))
     if facts.language:
         lines.append(f"Language: {facts.language}")
     return lines

@@ -59,9 +59,9 @@ def fact_texts(facts: PostFacts) -> list[str]:
 
 def vocabulary(facts: PostFacts) -> tuple[set[str], set[str]]:
     """(the case-folded words of every input field, the tags those words make: each word and every join of
-    2-3 consecutive words within a field, plus the creator's hashtags)."""
+    2-3 consecutive words within a field, plus the creator's hashtags and the related tags of similar posts)."""
     words: set[str] = set()
-    tags: set[str] = set(normalise_tag(t) for t in facts.hashtags) - {""}
+    tags: set[str] = set(normalise_tag(t) for t in (*facts.hashtags, *(t for t, _ in facts.related_tags))) - {""}
     fields = fact_texts(facts) + [label_words(n) for n, _ in facts.labels]
     for text in fields:
         ws = words_of(text)

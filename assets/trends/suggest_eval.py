@@ -40,11 +40,11 @@ def hit_at(suggested: Sequence[str], hidden: set[str], k: int) -> bool:
     return bool(set(list(suggested)[:k]) & hidden)
 
 
-def suggestion_eval(records: list[dict], encoder, *, k: int = 5, train_share: float = 0.8, max_test: int = 2000,
-                    split: str = "random", seed: int = 7, progress: Progress = None) -> dict:
-    """Hit@k of the suggestions (semantic only; all sources; all sources with one tag already chosen) and
-    of the most-popular baseline, on held-out posts of a stream of ``created_at``, ``text`` (or
-    ``caption``) and ``hashtags`` records."""
+def split_records(records: list[dict], *, train_share: float = 0.8, max_test: int = 2000, split: str = "random",
+                  seed: int = 7) -> tuple[list[dict], list[dict]]:
+    """(the known posts, the test drafts) of :func:`suggestion_eval`'s split, sorted by ``created_at``: the
+    drafts are the held-out posts with at least one hashtag (at most ``max_test``, drawn with ``seed``). Every
+    evaluation on the same records and arguments gets the same split, so methods compare on the same drafts."""
     if split not in ("random", "time"):
         raise ValueError(f"split must be 'random' or 'time', not {split!r}")
     rng = random.Random(seed)
@@ -63,22 +63,51 @@ def suggestion_eval(records: list[dict], encoder, *, k: int = 5, train_share: fl
         raise ValueError("need posts with hashtags both before and after the split")
     if len(test) > max_test:
         test = sorted(rng.sample(test, max_test), key=lambda r: r["created_at"])
+    return train, test
+
+
+def text_of(r: dict) -> str:
+    """A record's words: ``text``, else ``caption``."""
+    return r.get("text") if r.get("text") is not None else r.get("caption") or ""
+
+
+def known_embeddings(encoder, train: Sequence[dict]) -> np.ndarray:
+    """The known posts embedded the way the search index embeds them (text without ``#tags``, plus tags)."""
+    return encoder.encode([post_document(strip_tags(text_of(r)), normalise_tags(r.get("hashtags"))) for r in train])
+
+
+def semantic_votes(drafts: np.ndarray, known: np.ndarray,
+                   known_tags: Sequence[Sequence[str]]) -> list[tuple[dict[str, float], float]]:
+    """Per draft embedding: its :data:`NEIGHBOURS` nearest known posts' votes for their tags, and the cosine of
+    the nearest one (how alike the draft's closest known post is)."""
+    nearest = top_k(drafts, known, NEIGHBOURS)
+    sims = np.take_along_axis(drafts @ known.T, nearest, axis=1) if len(known) <= 50_000 else None
+    out = []
+    for i in range(len(drafts)):
+        row_sims = sims[i] if sims is not None else np.array([float(drafts[i] @ known[j]) for j in nearest[i]])
+        out.append((neighbour_votes((s, known_tags[j]) for s, j in zip(row_sims, nearest[i])),
+                    float(max(row_sims, default=0.0))))
+    return out
+
+
+def suggestion_eval(records: list[dict], encoder, *, k: int = 5, train_share: float = 0.8, max_test: int = 2000,
+                    split: str = "random", seed: int = 7, progress: Progress = None) -> dict:
+    """Hit@k of the suggestions (semantic only; all sources; all sources with one tag already chosen) and
+    of the most-popular baseline, on held-out posts of a stream of ``created_at``, ``text`` (or
+    ``caption``) and ``hashtags`` records (split by :func:`split_records`)."""
+    train, test = split_records(records, train_share=train_share, max_test=max_test, split=split, seed=seed)
+    records = sorted(records, key=lambda r: r["created_at"])
     counts, pairs = tag_statistics(train)
     popular = [t for t, _ in counts.most_common(k)]
     popularity = popularity_shares(counts)
 
-    def text_of(r) -> str:
-        return r.get("text") if r.get("text") is not None else r.get("caption") or ""
-
     t0 = time.perf_counter()
     if progress:
         progress(f"embedding {len(train)} known posts and {len(test)} drafts")
-    known = encoder.encode([post_document(strip_tags(text_of(r)), normalise_tags(r.get("hashtags"))) for r in train])
+    known = known_embeddings(encoder, train)
     drafts = encoder.encode([strip_tags(text_of(r)) for r in test])
     embed_s = time.perf_counter() - t0
-    known_tags = [normalise_tags(r.get("hashtags")) for r in train]
-    nearest = top_k(drafts, known, NEIGHBOURS)
-    sims = np.take_along_axis(drafts @ known.T, nearest, axis=1) if len(known) <= 50_000 else None
+    votes = semantic_votes(drafts, known, [normalise_tags(r.get("hashtags")) for r in train])
 
     # trend scores per hour, from counts over the whole stream: a score at hour h reads hours <= h only
     flags = trend_scores(hourly_counts(records))
@@ -90,8 +119,7 @@ def suggestion_eval(records: list[dict], encoder, *, k: int = 5, train_share: fl
     evaluated = Counter()
     for i, r in enumerate(test):
         hidden = set(normalise_tags(r.get("hashtags")))
-        row_sims = sims[i] if sims is not None else np.array([float(drafts[i] @ known[j]) for j in nearest[i]])
-        semantic = neighbour_votes((s, known_tags[j]) for s, j in zip(row_sims, nearest[i]))
+        semantic = votes[i][0]
         trending = trending_at.get(hour_start(r["created_at"]) - HOUR, {})
         evaluated["most_popular"] += 1
         hits["most_popular"] += hit_at(popular, hidden, k)

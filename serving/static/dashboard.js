@@ -239,7 +239,8 @@
       h("tbody", {}, top.rows.map(function (p, i) {
         return h("tr", { "data-post-id": p.post_id }, [
           h("td", { "class": "rank" }, String(i + 1)),
-          h("td", {}, h("code", {}, p.post_id))
+          h("td", {}, [h("code", {}, p.post_id)].concat(
+            p.alt_text ? [h("div", { "class": "alt-text" }, p.alt_text)] : []))
         ].concat(cols.map(function (c) { return h("td", { title: exact(p[c[0]]) }, fmt(p[c[0]])); }))
          .concat([h("td", {}, pct(p.engagement_rate))]));
       }))

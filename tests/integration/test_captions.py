@@ -62,6 +62,8 @@ def world(own_stores, materialize):
             _post("cap-broken", "image", "this upload broke", [], store("broken.jpg", b"\xff\xd8\xff\xe0garbage")),
             _post("cap-text", "text", "Just words today #thoughts", ["thoughts"]),
             _post("cap-removed", "image", "should never show", [], store("removed.jpg", photo_jpeg("astronaut"))),
+            _post("cap-bread1", "text", "Homemade sourdough bread fresh from the oven", ["baking", "sourdough"]),
+            _post("cap-bread2", "text", "My sourdough loaf came out of the oven today", ["breadmaking"]),
         ]
         lake.replace_partitions(POSTS, posts, [D], settings=settings)
         scores = [_score(p) for p in posts]
@@ -123,7 +125,41 @@ def test_every_media_post_has_alt_text_and_postgres_matches(world):
         assert captions.day_count(conn, D) == len(rows)
         assert captions.alt_texts(conn, ["cap-cat", "nope"]) == {"cap-cat": rows["cap-cat"]["alt_text"]}
     ev = world["meta"]["captions_evaluation"]
-    assert ev["alt_text"]["coverage"] == 1.0 and ev["drafts"] == 4
+    assert ev["alt_text"]["coverage"] == 1.0 and ev["drafts"] == 6
+
+
+def test_hashtags_add_tags_of_similar_posts_never_the_posts_own(world):
+    """Related tags come from the served suggester over the search index, the post itself excluded and only from
+    posts alike enough: the second sourdough post gets the first one's #baking (a word in neither caption), never
+    its own #breadmaking; the cat photo, like no other post, gets none of the other posts' tags."""
+    from assets.captions.tables import POST_CAPTIONS
+
+    rows = _table(world["settings"], POST_CAPTIONS)
+    assert "baking" in rows["cap-bread2"]["hashtags"], rows["cap-bread2"]["hashtags"]
+    assert "breadmaking" not in rows["cap-bread2"]["hashtags"]
+    assert "breadmaking" in rows["cap-bread1"]["hashtags"]  # the other way round
+    others = {"coffee", "morning", "latteart", "thoughts", "baking", "sourdough", "breadmaking"}
+    assert not set(rows["cap-cat"]["hashtags"]) & others, rows["cap-cat"]["hashtags"]
+
+
+def test_speech_and_on_screen_text_reach_the_alt_text():
+    """Real media through the real analysis: a photo with words drawn on it and a video whose audio speaks
+    (eSpeak NG), read by RapidOCR and Whisper tiny.en, then written into alt-text and captions."""
+    from assets.captions.facts import PostFacts
+    from assets.captions.grounded import GroundedGenerator, alt_text
+    from assets.moderation.media import MediaAnalyser
+    from bench.captions import photo_video, photo_with_text, spoken
+
+    speech = spoken("Welcome to my coffee corner.")
+    video = photo_video("coffee", seconds=4, image=photo_with_text("coffee", "OAT MILK"), speech=speech)
+    seen = MediaAnalyser().analyse(video)
+    assert "coffee" in seen.transcript.lower() and "OAT" in seen.ocr_text.upper(), (seen.transcript, seen.ocr_text)
+    facts = PostFacts("v", "video", labels=(("espresso", 0.9),), ocr_text=seen.ocr_text, transcript=seen.transcript,
+                      duration_s=seen.duration_s)
+    alt = alt_text(facts)
+    assert alt.startswith("Espresso, 4-second video") and "OAT" in alt.upper() and "coffee" in alt.lower(), alt
+    sugg = GroundedGenerator().generate([facts])[0]
+    assert "coffee" in sugg.hashtags and any("coffee" in c.lower() for c in sugg.captions), sugg
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +194,24 @@ def test_search_results_carry_alt_text(api):
     assert "cap-coffee" in posts and posts["cap-coffee"]["alt_text"], posts
     assert "cap-removed" not in posts
     assert all("alt_text" in p for p in posts.values())
+
+
+def test_cli_runs_a_day_with_its_evaluation_and_shows_a_post(world, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    import socialpulse.settings as settings_module
+    from cli.main import main
+
+    monkeypatch.setattr(settings_module, "get_settings", lambda: world["settings"])
+    r = CliRunner().invoke(main, ["captions", "run", "--start", D.isoformat(), "--end", D.isoformat(), "--evaluate"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output[r.output.index("{"):])
+    assert summary["failed"] == [] and summary["partitions"][D.isoformat()]["success"]
+    ev = summary["evaluation"][D.isoformat()]
+    assert ev["drafts"] == 6 and 0.0 <= ev["hit_at_5"] <= 1.0 and ev["alt_text"]["coverage"] == 1.0
+    r = CliRunner().invoke(main, ["captions", "show", "cap-video"])
+    assert r.exit_code == 0 and json.loads(r.output[r.output.index("{"):])["alt_text"].startswith("Espresso"), r.output
+    r = CliRunner().invoke(main, ["captions", "show", "cap-nope"])
+    assert r.exit_code == 1 and "no captions for post 'cap-nope' yet" in r.output

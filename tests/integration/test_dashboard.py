@@ -18,7 +18,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from socialpulse import audience, dashboard, metrics, virality
+from socialpulse import audience, captions, dashboard, metrics, virality
 from socialpulse.services.manager import free_port
 from socialpulse.stores.postgres import bootstrap_database
 from tests.browser import ROOT, artifact, chromium, load_dashboard
@@ -55,6 +55,9 @@ def _expected_per_day() -> dict[str, dict[str, int]]:
         out[day.isoformat()] = {"views": len(views), "unique_viewers": len({e[1] for e in views}),
                                 **{f"{k}s": sum(e[0] == k for e in events) for k in ("like", "share", "comment")}}
     return out
+
+
+ALT_P1 = "Espresso, with on-screen text: 'FLAT WHITE'"
 
 
 def _seed(settings) -> None:
@@ -94,6 +97,10 @@ def _seed(settings) -> None:
                  (OTHER, TODAY, "JP", "35-44", 900, 800, 9.0)]
         with conn.cursor() as cur:
             cur.executemany(f"INSERT INTO {audience.MART} VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+        captions.ensure_tables(conn)
+        captions.upsert(conn, [{"post_id": "dash-p1", "author_id": CREATOR, "kind": "image", "alt_text": ALT_P1,
+                                "captions": [], "hashtags": [], "generator": "grounded-1", "fallback": False,
+                                "labels_version": None, "event_date": TODAY, "generated_at": now}])
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +191,7 @@ def test_the_dashboard_json_holds_every_section(api):
         assert {k: row[k] for k in expected[row["bucket"]]} == expected[row["bucket"]], row["bucket"]
     assert body["totals"]["views"] == sum(r["views"] for r in rows)
     assert [p["post_id"] for p in body["top_posts"]["rows"]] == ["dash-p1", "dash-p2", "dash-p3"]
+    assert [p["alt_text"] for p in body["top_posts"]["rows"]] == [ALT_P1, None, None]  # p2, p3 not captioned yet
     assert [(p["post_id"], p["probability"]) for p in body["virality"]["rows"]] == list(PREDICTIONS.items())
     assert (body["virality"]["top_share"], body["virality"]["likely"]) == (virality.TOP_SHARE, virality.LIKELY)
     assert body["audience"]["by_country"][0]["country"] == "US"
@@ -291,7 +299,8 @@ def test_the_page_draws_the_seeded_numbers_offline(api_process, browser, dash):
     assert page.inner_text("[data-total=views] .sub") == f"{total_views:,} views"
     rows = page.eval_on_selector_all("#top-posts-table tbody tr", "rs => rs.map(r => r.dataset.postId)")
     assert rows == ["dash-p1", "dash-p2", "dash-p3"]
-    assert page.inner_text("#top-posts-table tbody tr:first-child td:nth-child(2)") == "dash-p1"
+    assert page.inner_text("#top-posts-table tbody tr:first-child td:nth-child(2) code") == "dash-p1"
+    assert page.inner_text("#top-posts-table tbody tr:first-child .alt-text") == ALT_P1
 
     assert _values(page, "#chart-virality g.bar") == list(PREDICTIONS.values())
     labels = page.eval_on_selector_all("#chart-virality .value-label", "ts => ts.map(t => t.textContent)")

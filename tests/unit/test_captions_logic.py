@@ -86,6 +86,50 @@ def test_grounded_hashtags_come_from_the_facts_not_the_creators_tags():
     assert len(hashtag_candidates(many, limit=50)) == 10
 
 
+def test_related_tags_lead_the_hashtags_and_words_fill_in():
+    from dataclasses import replace
+
+    from assets.captions.evaluation import with_related_tags
+
+    related = with_related_tags([DOG], [[("DogsOfInstagram", 0.6), ("#beachday", 0.3), ("dogsofinstagram", 0.2)]])[0]
+    assert related.related_tags == (("dogsofinstagram", 1.0), ("beachday", 0.5))  # canonical, once, best = 1
+    tags = hashtag_candidates(related)
+    # 12 x 1.0 and 12 x 0.5 beat the label's 3 x 0.81 + 1; the post's own words follow
+    assert tags[:3] == ["dogsofinstagram", "beachday", "goldenretriever"] and "tennisball" in tags
+    assert hashtag_candidates(replace(related, related_tags=())) == hashtag_candidates(DOG)
+    with pytest.raises(ValueError, match="1 rankings for 2 posts"):
+        with_related_tags([DOG, WEAK], [[]])
+    # a post unlike every indexed post (nearest cosine under the floor) gets no related tags
+    gated = with_related_tags([DOG, WEAK], [[("beachday", 0.9)], [("gaming", 0.9)]], [0.8, 0.2], min_similarity=0.45)
+    assert gated[0].related_tags == (("beachday", 1.0),) and gated[1].related_tags == ()
+    assert with_related_tags([DOG], [[("beachday", 0.9)]], [None])[0].related_tags == ()
+
+
+def test_noise_read_off_an_image_is_not_quoted():
+    from assets.captions.grounded import readable_text
+
+    assert readable_text("O") is None and readable_text(" . ; ") is None and readable_text(None) is None
+    assert readable_text("  OAT   MILK ") == "OAT MILK" and readable_text("5 G") is None and readable_text("5G") == "5G"
+
+
+def test_guard_accepts_related_tags_and_still_refuses_inventions():
+    from dataclasses import replace
+
+    guard = QualityGuard()
+    with_related = replace(DOG, related_tags=(("dogsofinstagram", 1.0),))
+    assert guard.check_hashtag("dogsofinstagram", with_related) is None
+    assert guard.check_hashtag("dogsofinstagram", DOG).reason == "unknown_entity"
+    assert guard.check_hashtag("puppylove", with_related).reason == "unknown_entity"
+
+
+def test_draft_text_is_the_post_without_any_hashtag():
+    from assets.captions.evaluation import draft_text
+
+    text = draft_text(DOG)
+    assert "#" not in text and "dogs" not in text.lower().split()
+    assert text.startswith("Morning walk with Max") and "on screen: BEST DAY" in text and "said: Look at him run" in text
+
+
 def test_grounded_captions_clean_the_creator_words_first():
     caps = caption_candidates(DOG)
     assert caps[0] == "Morning walk with Max"
@@ -150,6 +194,10 @@ def test_prompt_holds_only_the_facts():
     assert "golden retriever" in user and "BEST DAY" in user and "12 seconds" in user
     assert "#dogs" not in user and "tabby" not in user  # held-back tags and weak labels stay out
     assert build_prompt(DOG).endswith("CAPTION:")
+    from dataclasses import replace
+
+    assert "Similar posts' tags: #dogsofinstagram" in build_messages(
+        replace(DOG, related_tags=(("dogsofinstagram", 1.0),)))[1]["content"]
 
 
 @pytest.mark.parametrize("answer, caption, tags", [

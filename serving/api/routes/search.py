@@ -34,8 +34,7 @@ def _index_encoder(conn) -> str | None:
     cached = _index_version.get("v")
     if cached and time.monotonic() - cached[0] < _VERSION_TTL_S:
         return cached[1]
-    row = conn.execute(f"SELECT metadata->>'embedding_version' FROM {vectors.SCHEMA}.{vectors.POSTS_TABLE} LIMIT 1").fetchone()
-    version = row[0].split("+", 1)[0] if row and row[0] else None
+    version = vectors.index_encoder_version(conn)
     _index_version["v"] = (time.monotonic(), version)
     return version
 
