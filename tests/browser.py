@@ -1,10 +1,15 @@
 """Headless Chromium for the page tests (Debian's ``/usr/bin/chromium``, which ``make install`` installs as root,
-driven by playwright; no browser is ever downloaded), and where their screenshots go."""
+driven by playwright; no browser is ever downloaded), where their screenshots go, and the real API process (and
+CLI environment) those tests and the CLI tests run against."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,6 +36,51 @@ def chromium(profile: Path):
             yield context
         finally:
             context.close()
+
+
+def settings_env(settings) -> dict[str, str]:
+    """This process's environment pointed at ``settings``' stores (for an API or CLI process of a test's own);
+    no DAGSTER_HOME, so a CLI takes the one under the settings' home."""
+    env = {**os.environ, "SOCIALPULSE_HOME": str(settings.home), "SOCIALPULSE_POSTGRES_DSN": settings.postgres,
+           "SOCIALPULSE_REDIS_URL": settings.redis, "SOCIALPULSE_MLFLOW_TRACKING_URI": settings.mlflow}
+    env.pop("DAGSTER_HOME", None)
+    return env
+
+
+@contextlib.contextmanager
+def api_process(settings, log_dir: Path, timeout_s: float = 90):
+    """A real API process (uvicorn) on a free 127.0.0.1 port, on ``settings``' stores; yields its base URL once
+    ``/healthz`` answers, and is stopped by its PID. Its log goes to ``log_dir/api.log``."""
+    from socialpulse.services.manager import free_port
+
+    port = free_port()
+    code = ("import uvicorn; from serving.app import create_app; "
+            f"uvicorn.run(create_app(warm=False), host='127.0.0.1', port={port}, log_level='warning')")
+    log = (Path(log_dir) / "api.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=settings_env(settings), stdout=log,
+                            stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert proc.poll() is None, f"the API exited ({proc.returncode}); see {log.name}"
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"the API did not answer in {timeout_s:g} s; see {log.name}"
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def artifact(name: str) -> Path:

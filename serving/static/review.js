@@ -78,7 +78,7 @@
 
   var state = { total: 0 };
 
-  function loadMedia(box, url) {
+  function loadMedia(box, url, altText) {
     return api(url).then(function (resp) {
       if (!resp.ok) return errorText(resp).then(function (m) { throw new Error(m); });
       return resp.blob();
@@ -93,7 +93,7 @@
         el.preload = "metadata";
       } else {
         el = document.createElement("img");
-        el.alt = "the post's media";
+        el.alt = altText || "the post's media";
       }
       box.textContent = "";
       box.appendChild(el);
@@ -152,7 +152,7 @@
     var loading = null;
     if (item.media_url) {
       media.textContent = "loading media…";
-      loading = loadMedia(media, item.media_url);
+      loading = loadMedia(media, item.media_url, item.alt_text);
     } else {
       media.textContent = item.media_status === "error" ? "media could not be analysed" : "no media";
       media.classList.add("none");

@@ -196,22 +196,30 @@ def test_search_results_carry_alt_text(api):
     assert all("alt_text" in p for p in posts.values())
 
 
-def test_cli_runs_a_day_with_its_evaluation_and_shows_a_post(world, monkeypatch):
+def _cli(settings, *args: str):
+    """`socialpulse ARGS` in its own process, on the module's stores (a CLI builds its Dagster definitions from the
+    environment once, so it cannot share this process)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.browser import settings_env
+
+    return subprocess.run([str(Path(sys.executable).with_name("socialpulse")), *args], env=settings_env(settings),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_runs_a_day_with_its_evaluation_and_shows_a_post(world):
     import json
 
-    from click.testing import CliRunner
-
-    import socialpulse.settings as settings_module
-    from cli.main import main
-
-    monkeypatch.setattr(settings_module, "get_settings", lambda: world["settings"])
-    r = CliRunner().invoke(main, ["captions", "run", "--start", D.isoformat(), "--end", D.isoformat(), "--evaluate"])
-    assert r.exit_code == 0, r.output
-    summary = json.loads(r.output[r.output.index("{"):])
+    r = _cli(world["settings"], "captions", "run", "--start", D.isoformat(), "--end", D.isoformat(), "--evaluate")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
     assert summary["failed"] == [] and summary["partitions"][D.isoformat()]["success"]
     ev = summary["evaluation"][D.isoformat()]
     assert ev["drafts"] == 6 and 0.0 <= ev["hit_at_5"] <= 1.0 and ev["alt_text"]["coverage"] == 1.0
-    r = CliRunner().invoke(main, ["captions", "show", "cap-video"])
-    assert r.exit_code == 0 and json.loads(r.output[r.output.index("{"):])["alt_text"].startswith("Espresso"), r.output
-    r = CliRunner().invoke(main, ["captions", "show", "cap-nope"])
-    assert r.exit_code == 1 and "no captions for post 'cap-nope' yet" in r.output
+    assert "captions_job 2026-04-07: ok" in r.stderr  # progress on stderr, the summary alone on stdout
+    r = _cli(world["settings"], "captions", "show", "cap-video")
+    assert r.returncode == 0 and json.loads(r.stdout)["alt_text"].startswith("Espresso"), r.stdout + r.stderr
+    r = _cli(world["settings"], "captions", "show", "cap-nope")
+    assert r.returncode == 1 and "no captions for post 'cap-nope' yet" in r.stderr

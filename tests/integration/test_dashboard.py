@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import psycopg
 import pyarrow as pa
@@ -21,7 +16,8 @@ import pytest
 from socialpulse import audience, captions, dashboard, metrics, virality
 from socialpulse.services.manager import free_port
 from socialpulse.stores.postgres import bootstrap_database
-from tests.browser import ROOT, artifact, chromium, load_dashboard
+from tests.browser import api_process as browser_api
+from tests.browser import artifact, chromium, load_dashboard
 from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
@@ -237,36 +233,9 @@ def test_postgres_down_is_a_503(dash):
 # --- the page in headless Chromium ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def api_process(dash, tmp_path_factory):
-    """A real API process (uvicorn) on a free 127.0.0.1 port, on the seeded database; stopped by its PID."""
-    port = free_port()
-    env = {**os.environ, "SOCIALPULSE_HOME": str(dash.home), "SOCIALPULSE_POSTGRES_DSN": dash.postgres,
-           "SOCIALPULSE_REDIS_URL": dash.redis, "SOCIALPULSE_MLFLOW_TRACKING_URI": dash.mlflow}
-    code = ("import uvicorn; from serving.app import create_app; "
-            f"uvicorn.run(create_app(warm=False), host='127.0.0.1', port={port}, log_level='warning')")
-    log = (tmp_path_factory.mktemp("dash_api") / "api.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"the API exited ({proc.returncode}); see {log.name}"
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"the API did not answer in 90 s; see {log.name}"
-            time.sleep(0.3)
+    """A real API process on the seeded database."""
+    with browser_api(dash, tmp_path_factory.mktemp("dash_api")) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import psycopg
 import pyarrow as pa
 import pytest
 import redis
 
-from tests.browser import ROOT, artifact, chromium
+from socialpulse import captions
+from tests.browser import api_process as browser_api
+from tests.browser import artifact, chromium
 from tests.conftest import bearer
 
 pytestmark = pytest.mark.integration
@@ -51,6 +48,9 @@ def _decision(pid, author, action, reasons=(), hs=None, of=None, nsfw=None, medi
             "offensive": of, "nsfw": nsfw, "media_status": media_status, "policy_version": "policy-test",
             "text_model_version": "text-test", "media_model_version": "media-test", "decided_at": T,
             "created_at": T, "event_date": D}
+
+
+PAGE_ALT = "Photo, with on-screen text: 'PAGE'"
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,10 @@ def world(own_stores):
         decisions_t = pa.Table.from_pylist(decisions, schema=MODERATION_DECISIONS.schema)
         with psycopg.connect(s.postgres) as conn:
             publish_day(conn, redis.Redis.from_url(s.redis), decisions_t, D, posts_t)
+            captions.ensure_tables(conn)  # the page's photo has alt-text; q-img was never captioned
+            captions.upsert(conn, [{"post_id": "p-page", "author_id": "u-d", "kind": "image", "alt_text": PAGE_ALT,
+                                    "captions": [], "hashtags": [], "generator": "grounded-1", "fallback": False,
+                                    "labels_version": None, "event_date": D, "generated_at": dt.datetime.now(dt.timezone.utc)}])
         yield {"settings": s, "posts": posts_t, "decisions": decisions_t, "image": image}
 
 
@@ -128,6 +132,7 @@ def test_the_queue_is_for_moderators_only(api, world):
     assert img["reasons"][0].startswith("media could not be analysed: corrupt_image")
     assert img["scores"] == {"hatespeech": pytest.approx(0.01), "offensive": pytest.approx(0.02), "nsfw": None}
     assert img["media_url"] == "/v1/moderation/q-img/media" and img["appeal"] is False
+    assert img["alt_text"] is None and items["p-page"]["alt_text"] == PAGE_ALT
     assert items["q-text"]["media_url"] is None and items["q-text"]["scores"]["hatespeech"] == pytest.approx(0.7)
     assert api.get("/v1/moderation/queue", headers=_as(world, "admin-1", "admin")).status_code == 200
 
@@ -296,39 +301,9 @@ def test_reviews_become_labels_in_the_next_training_set(world, materialize, monk
 # --- the review page ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def api_process(world, tmp_path_factory):
-    """A real API process (uvicorn) on a free 127.0.0.1 port, on this module's stores; stopped by its PID."""
-    from socialpulse.services.manager import free_port
-
-    s = world["settings"]
-    port = free_port()
-    env = {**os.environ, "SOCIALPULSE_HOME": str(s.home), "SOCIALPULSE_POSTGRES_DSN": s.postgres,
-           "SOCIALPULSE_REDIS_URL": s.redis, "SOCIALPULSE_MLFLOW_TRACKING_URI": s.mlflow}
-    code = ("import uvicorn; from serving.app import create_app; "
-            f"uvicorn.run(create_app(warm=False), host='127.0.0.1', port={port}, log_level='warning')")
-    log = (tmp_path_factory.mktemp("review_api") / "api.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"the API exited ({proc.returncode}); see {log.name}"
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"the API did not answer in 90 s; see {log.name}"
-            time.sleep(0.3)
+    """A real API process on this module's stores."""
+    with browser_api(world["settings"], tmp_path_factory.mktemp("review_api")) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _open(context, url: str):
@@ -362,6 +337,7 @@ def test_the_review_page_shows_the_queue_and_records_a_removal(api_process, worl
         img = item.locator(".media img")
         assert img.get_attribute("src").startswith("blob:")
         assert img.evaluate("i => i.complete && i.naturalWidth") == 320
+        assert img.get_attribute("alt") == PAGE_ALT  # screen readers hear what the platform detected
         assert "Signed in as mod-page" in page.inner_text("#who")
         assert not page.is_visible("#login") and not item.locator(".badge.appeal").is_visible()
         assert item.locator(".badge.action").inner_text().lower() == "review"

@@ -23,7 +23,7 @@ from serving.api.routes.posts import PostId, _plain
 from serving.deps import PgPoolDep, RedisDep, SettingsDep
 from serving.errors import ApiError, call_store
 from serving.security import IngestUser, Moderator, ModeratorWrite
-from socialpulse import moderation
+from socialpulse import captions, moderation
 from socialpulse.media import SNIFF_BYTES, local_path, media_root, sniff
 
 router = APIRouter(prefix="/v1/moderation", tags=["moderation"])
@@ -33,7 +33,9 @@ STORE = "moderation store"
 
 def _queue(pool, limit: int, offset: int) -> dict:
     with pool.connection() as conn:
-        return moderation.review_queue(conn, limit=limit, offset=offset)
+        page = moderation.review_queue(conn, limit=limit, offset=offset)
+        alt = captions.alt_texts(conn, [r["post_id"] for r in page["items"]])
+    return {**page, "items": [{**r, "alt_text": alt.get(r["post_id"])} for r in page["items"]]}
 
 
 def queue_item(row: dict) -> dict:
@@ -51,6 +53,7 @@ def queue_item(row: dict) -> dict:
         "scores": {k: row[k] for k in ("hatespeech", "offensive", "nsfw")},
         "media_status": row["media_status"],
         "media_url": f"/v1/moderation/{row['post_id']}/media" if has_media else None,
+        "alt_text": row.get("alt_text"),
         "appeal": bool(row["appeal"]),
         "appeal_message": row["appeal_message"],
         "enqueued_at": row["enqueued_at"],
