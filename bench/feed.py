@@ -35,7 +35,8 @@ from bench.platform import process_tree, service_pids
 METHOD = (
     "one process per run on this machine (2 cores): embedded Postgres 18 + pgvector, Redis, Sail (Spark Connect), "
     "MLflow; the synthetic world loaded into bronze; planted post vectors (see the module docstring) written to "
-    "silver post_embeddings and the Postgres index (HNSW m=16, ef_construction=64); the platform's own assets for "
+    "silver post_embeddings and the Postgres index (HNSW m=16, ef_construction=64); alt-text for every image and "
+    "video post in captions.post_captions (grounded composer, planted labels), read by the feed for each page; the platform's own assets for "
     "interest vectors, engagement features + Feast materialization, training sets and the ranker; then the API "
     "(uvicorn, 2 workers) under an open-loop load of GET /v1/feed?limit=10 (each request with its user's bearer token; rate limits off) at each rate for a fixed time (64 "
     "keep-alive connections, raw asyncio HTTP/1.1), latency from the scheduled send; Feast peer: "
@@ -135,6 +136,52 @@ def plant_vectors(s, out: dict) -> dict:
         out["hnsw_build_s"] = round(time.perf_counter() - t0, 1)
     _say(f"feed bench: HNSW built in {out['hnsw_build_s']} s")
     return {"ids": ids, "cluster": cluster}
+
+
+def plant_alt_text(s, out: dict) -> int:
+    """Alt-text for every image and video post in ``captions.post_captions`` (what the captions asset publishes),
+    so that the feed's alt-text read under load is the real lookup over a full table. Written by the grounded
+    composer from the post's kind, duration and caption with one planted label per cluster (the media labeller
+    over a million images would take hours on two cores; the feed's latency does not depend on how the text
+    was made)."""
+    import psycopg
+    import pyarrow as pa
+
+    from assets.captions.facts import PostFacts
+    from assets.captions.grounded import alt_text
+    from socialpulse import captions, lake
+    from socialpulse.contracts import POSTS
+    from socialpulse.stores.postgres import copy_arrow
+
+    labels = ("espresso", "golden retriever", "seashore", "mountain bike", "pizza", "acoustic guitar", "sports car",
+              "tabby cat", "volcano", "running shoe", "bookshop", "ski")
+    posts = lake.read(POSTS, settings=s, columns=["post_id", "author_id", "kind", "caption", "duration_s", "event_date"])
+    truth = lake.read(f"{s.lake}/meta/synthetic_posts", columns=["post_id", "cluster"])
+    cluster = dict(zip(truth["post_id"].to_pylist(), truth["cluster"].to_pylist()))
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = {c: [] for c in captions.COLUMNS}
+    t0 = time.perf_counter()
+    for r in posts.to_pylist():
+        if r["kind"] not in ("image", "video"):
+            continue
+        facts = PostFacts(post_id=r["post_id"], kind=r["kind"], caption=r["caption"], duration_s=r["duration_s"],
+                          labels=((labels[cluster.get(r["post_id"], 0) % len(labels)], 0.8),))
+        for c, v in (("post_id", r["post_id"]), ("author_id", r["author_id"]), ("kind", r["kind"]),
+                     ("alt_text", alt_text(facts)), ("captions", []), ("hashtags", []), ("generator", "planted"),
+                     ("fallback", False), ("labels_version", "planted"), ("event_date", r["event_date"]),
+                     ("generated_at", now)):
+            rows[c].append(v)
+    table = pa.table({c: pa.array(v, pa.list_(pa.string()) if c in ("captions", "hashtags") else None)
+                      for c, v in rows.items()})
+    with psycopg.connect(s.postgres) as conn:
+        captions.ensure_tables(conn)
+        n = copy_arrow(conn, captions.TABLE, table)
+        conn.execute(f"ANALYZE {captions.TABLE}")
+        conn.commit()
+    out["alt_text_rows"] = n
+    out["alt_text_write_s"] = round(time.perf_counter() - t0, 1)
+    _say(f"feed bench: alt-text for {n} media posts in {captions.TABLE} ({out['alt_text_write_s']} s)")
+    return n
 
 
 # --- load -------------------------------------------------------------------------------------------------------------
@@ -328,6 +375,7 @@ def main(cfg: dict) -> dict:
     try:
         start, end = load_world(s, cfg, out, _say)
         planted = plant_vectors(s, out)
+        plant_alt_text(s, out)
         train_days = [end - dt.timedelta(days=i) for i in range(cfg["train_days"] - 1, -1, -1)]
         feature_days = [train_days[0] - dt.timedelta(days=1)] + train_days
         out["offline"] = {"interest_s": {}, "engagement_s": {}, "training_set": {}}
