@@ -216,12 +216,14 @@ class QualityGuard:
     def _toxic(self, texts: Sequence[str]) -> list[Rejection | None]:
         if self.toxicity is None or not texts:
             return [None] * len(texts)
-        scores = list(self.toxicity(list(texts)))
-        if len(scores) != len(texts):
-            raise ValueError(f"toxicity scorer returned {len(scores)} scores for {len(texts)} texts")
+        unique = list(dict.fromkeys(texts))  # a day's hashtags and label captions repeat across posts: score each once
+        scores = list(self.toxicity(unique))
+        if len(scores) != len(unique):
+            raise ValueError(f"toxicity scorer returned {len(scores)} scores for {len(unique)} texts")
+        by_text = dict(zip(unique, scores))
         out: list[Rejection | None] = []
-        for text, score in zip(texts, scores):
-            hate, off = _toxic_pair(score)
+        for text in texts:
+            hate, off = _toxic_pair(by_text[text])
             if hate + off >= self.toxic_threshold:
                 out.append(Rejection(text, "toxic", f"hatespeech {hate:.2f} + offensive {off:.2f} >= "
                                                     f"{self.toxic_threshold:g}"))

@@ -199,7 +199,7 @@ def bronze_posts_day(settings: Settings, day: dt.date, version: int | None = Non
         return POSTS.schema.empty_table(), None
     if version is not None:
         delta.load_as_version(version)
-    rows = delta.to_pyarrow_table(partitions=[("event_date", "=", day.isoformat())])
+    rows = delta.to_pyarrow_table(filters=[("event_date", "=", day)])
     return latest_per_key(rows.select(POSTS.schema.names).cast(POSTS.schema), ("post_id",)), delta.version()
 
 

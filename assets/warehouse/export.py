@@ -108,7 +108,7 @@ def read_bronze_day(settings: Settings, table: str, day: dt.date) -> pa.Table:
     delta = open_table(table_uri(contract, settings))
     if delta is None:
         return contract.schema.empty_table()
-    day_rows = delta.to_pyarrow_table(partitions=[("event_date", "=", day.isoformat())])
+    day_rows = delta.to_pyarrow_table(filters=[("event_date", "=", day)])
     return with_missing_columns(contract, day_rows).cast(contract.schema)
 
 

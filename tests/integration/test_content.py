@@ -94,6 +94,23 @@ def content(stack, materialize):
     return {"assets": content_assets, "first": first, "posts": posts}
 
 
+def test_nearest_is_planned_with_its_vector_however_often_a_connection_runs_it(stack, content):
+    """A pooled connection runs the nearest-neighbour query thousands of times: it must never become a prepared
+    statement, whose generic plan (made without the vector) scans every servable row instead of the HNSW graph."""
+    import numpy as np
+    import psycopg
+
+    from socialpulse import vectors
+
+    with psycopg.connect(stack.postgres) as conn:
+        vector = np.random.default_rng(3).normal(size=vectors.DIM)
+        for _ in range(15):
+            assert len(vectors.nearest(conn, vector, 5)) == 5
+        prepared = conn.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+                                ("%<=>%",)).fetchall()
+        assert prepared == []
+
+
 def _index(stack) -> dict[str, dict]:
     import psycopg
 

@@ -184,6 +184,12 @@ def test_guard_toxicity_threshold_and_batch_scoring():
     assert out.captions == ["meh mondays"] and out.hashtags == ["mondays"]
     assert sorted(r.reason for r in out.rejected) == ["repetition", "toxic", "unknown_entity"]
     assert len(calls) == 1  # one scorer call for the whole batch
+    calls.clear()
+    other = PostFacts("u", "text", caption="mondays again, meh")
+    two = guard.filter_many([Suggestions("t", captions=["meh mondays"], hashtags=["mondays"]),
+                             Suggestions("u", captions=["meh mondays"], hashtags=["mondays"])], [facts, other])
+    assert [(o.captions, o.hashtags) for o in two] == [(["meh mondays"], ["mondays"])] * 2
+    assert calls == [["meh mondays", "mondays"]]  # a text repeated across posts is scored once
 
 
 # --- prompts and answers ---------------------------------------------------------------------------------------
