@@ -259,11 +259,13 @@ def related_lookup(encoder, train: list[dict]):
 #: the grid the related-tags weight and similarity floor are chosen on (validation world only)
 VALIDATION_WEIGHTS = (5.0, 8.0, 12.0, 20.0)
 VALIDATION_MIN_SIMILARITY = (0.0, 0.3, 0.4, 0.45, 0.5, 0.6)
+VALIDATION_RAMPS = (0.0, 0.15, 0.3)
 
 
 def validation(per_photo: dict, encoder, cfg: dict) -> dict:
     """hit@5 of grounded + related tags over VALIDATION_WEIGHTS x VALIDATION_MIN_SIMILARITY on a seed-11 world
-    (never the seed-7 test world): how SOURCE_WEIGHTS['related'] and RELATED_MIN_SIMILARITY were chosen."""
+    (never the seed-7 test world): how SOURCE_WEIGHTS['related'] and RELATED_MIN_SIMILARITY were chosen (the grid with
+    the default RELATED_RAMP), then VALIDATION_RAMPS at the chosen weight and floor."""
     import numpy as np
     import pyarrow as pa
 
@@ -285,12 +287,17 @@ def validation(per_photo: dict, encoder, cfg: dict) -> dict:
                 facts = with_related_tags(drafts["held"], rankings, sims, min_similarity=floor)
                 grid[f"weight={w:g},min_similarity={floor:g}"] = hashtag_hits(
                     facts, drafts["hidden"], GroundedGenerator().generate(facts), 5)["hit_at_5"]
+        ramps = {}
+        grounded.SOURCE_WEIGHTS["related"] = saved
+        for ramp in VALIDATION_RAMPS:  # the weight and floor chosen: the related tags' trust ramp above the floor
+            facts = with_related_tags(drafts["held"], rankings, sims, ramp=ramp)
+            ramps[f"ramp={ramp:g}"] = hashtag_hits(facts, drafts["hidden"], GroundedGenerator().generate(facts), 5)["hit_at_5"]
     finally:
         grounded.SOURCE_WEIGHTS["related"] = saved
     related_only = np.mean([bool(set(t for t, _ in r[:5]) & set(h)) for r, h in zip(rankings, drafts["hidden"])])
     return {"world_seed": 11, "drafts": len(drafts["held"]), "related_tags_only": round(float(related_only), 4),
             "nearest_similarity_p10_p50_p90": [round(float(np.percentile(sims, q)), 3) for q in (10, 50, 90)],
-            "hit_at_5": grid}
+            "hit_at_5": grid, "hit_at_5_by_ramp": ramps}
 
 
 def _llm(posts, facts) -> dict:

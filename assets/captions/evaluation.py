@@ -74,27 +74,40 @@ def draft_text(facts: PostFacts) -> str:
 #: "validation", nearest cosine p10 0.66) the floor costs hit@5 0.809 -> 0.806: its posts all have close
 #: neighbours, so the floor is set by the off-topic case, not by that figure
 RELATED_MIN_SIMILARITY = 0.45
+#: ... and their weight rises linearly from nothing at that floor to full this much above it: a post whose nearest
+#: neighbour only just clears the floor (a coffee photo in a world without coffee posts, nearest a travel post at
+#: 0.455) is led by its own words, not by its neighbours' topic
+RELATED_RAMP = 0.15
+
+
+def related_confidence(similarity: float | None, min_similarity: float = RELATED_MIN_SIMILARITY,
+                       ramp: float = RELATED_RAMP) -> float:
+    """How far to trust a post's related tags, from its nearest neighbour's cosine: 0 below ``min_similarity``
+    (or unknown), rising linearly to 1 at ``min_similarity + ramp`` (a step at the floor when ``ramp`` is 0)."""
+    if similarity is None or similarity < min_similarity:
+        return 0.0
+    return 1.0 if ramp <= 0 else min(1.0, (similarity - min_similarity) / ramp)
 
 
 def with_related_tags(facts: Sequence[PostFacts], rankings: Sequence[Sequence[tuple[str, float]]],
                       similarities: Sequence[float | None] | None = None, *,
-                      min_similarity: float = RELATED_MIN_SIMILARITY, limit: int = 10) -> list[PostFacts]:
+                      min_similarity: float = RELATED_MIN_SIMILARITY, ramp: float = RELATED_RAMP,
+                      limit: int = 10) -> list[PostFacts]:
     """``facts`` with each post's related tags (the existing suggester's ``(tag, score)`` ranking for it): the
     scores are scaled so the post's best related tag is 1, the tags canonical, each once, at most ``limit``. With
-    ``similarities`` (each post's nearest neighbour's cosine), a post below ``min_similarity`` gets none."""
+    ``similarities`` (each post's nearest neighbour's cosine), the scores are further scaled by
+    :func:`related_confidence`: a post below ``min_similarity`` gets none."""
     if len(rankings) != len(facts) or (similarities is not None and len(similarities) != len(facts)):
         raise ValueError(f"{len(rankings)} rankings for {len(facts)} posts")
     out = []
     for i, (f, ranking) in enumerate(zip(facts, rankings)):
-        sim = similarities[i] if similarities is not None else None
-        if similarities is not None and (sim is None or sim < min_similarity):
-            ranking = []
+        trust = related_confidence(similarities[i], min_similarity, ramp) if similarities is not None else 1.0
         top = max((float(s) for _, s in ranking), default=0.0)
         seen: dict[str, float] = {}
-        for tag, score in ranking:
+        for tag, score in ranking if trust > 0 else ():
             t = normalise_tags([tag])
             if t and t[0] not in seen and top > 0:
-                seen[t[0]] = round(float(score) / top, 4)
+                seen[t[0]] = round(trust * float(score) / top, 4)
         out.append(replace(f, related_tags=tuple(list(seen.items())[:limit])))
     return out
 

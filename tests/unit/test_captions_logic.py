@@ -105,6 +105,22 @@ def test_related_tags_lead_the_hashtags_and_words_fill_in():
     assert with_related_tags([DOG], [[("beachday", 0.9)]], [None])[0].related_tags == ()
 
 
+def test_related_tags_of_a_barely_similar_post_do_not_crowd_out_its_own_words():
+    from assets.captions.evaluation import related_confidence, with_related_tags
+
+    assert related_confidence(0.44) == 0.0 and related_confidence(None) == 0.0
+    assert related_confidence(0.60) == pytest.approx(1.0) and related_confidence(0.9) == 1.0
+    assert related_confidence(0.525) == pytest.approx(0.5)
+    assert related_confidence(0.45, ramp=0) == 1.0  # a step at the floor
+    coffee = PostFacts("c", "image", caption="Saturday flat white at my favourite cafe", labels=(("espresso", 0.9),))
+    travel = [("roadtrip", 1.0), ("travel", 0.6), ("travelgram", 0.5), ("wanderlust", 0.4), ("beach", 0.2)]
+    near, barely = with_related_tags([coffee, coffee], [travel, travel], [0.8, 0.455])
+    assert near.related_tags[0] == ("roadtrip", 1.0) and barely.related_tags[0] == ("roadtrip", pytest.approx(0.0333, abs=1e-3))
+    assert hashtag_candidates(near)[0] == "roadtrip"  # a close neighbour's tags lead
+    own = hashtag_candidates(barely)[:6]  # a barely similar one's follow the post's own words
+    assert own == ["espresso", "saturday", "flat", "white", "favourite", "cafe"], own
+
+
 def test_noise_read_off_an_image_is_not_quoted():
     from assets.captions.grounded import readable_text
 
