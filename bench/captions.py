@@ -279,19 +279,19 @@ def validation(per_photo: dict, encoder, cfg: dict) -> dict:
     records = post_records(posts)
     drafts = held_out_drafts(posts, photo_labels(posts, per_photo), records, max_test=1000)
     rankings, sims = related_lookup(encoder, drafts["train"])(drafts["held"])
-    grid, saved = {}, grounded.SOURCE_WEIGHTS["related"]
+    def hit_at_5(**related) -> float:
+        facts = with_related_tags(drafts["held"], rankings, sims, **related)
+        return hashtag_hits(facts, drafts["hidden"], GroundedGenerator().generate(facts), 5)["hit_at_5"]
+
+    grid, ramps, saved = {}, {}, grounded.SOURCE_WEIGHTS["related"]
     try:
         for w in VALIDATION_WEIGHTS:
             grounded.SOURCE_WEIGHTS["related"] = w
             for floor in VALIDATION_MIN_SIMILARITY:
-                facts = with_related_tags(drafts["held"], rankings, sims, min_similarity=floor)
-                grid[f"weight={w:g},min_similarity={floor:g}"] = hashtag_hits(
-                    facts, drafts["hidden"], GroundedGenerator().generate(facts), 5)["hit_at_5"]
-        ramps = {}
+                grid[f"weight={w:g},min_similarity={floor:g}"] = hit_at_5(min_similarity=floor)
         grounded.SOURCE_WEIGHTS["related"] = saved
         for ramp in VALIDATION_RAMPS:  # the weight and floor chosen: the related tags' trust ramp above the floor
-            facts = with_related_tags(drafts["held"], rankings, sims, ramp=ramp)
-            ramps[f"ramp={ramp:g}"] = hashtag_hits(facts, drafts["hidden"], GroundedGenerator().generate(facts), 5)["hit_at_5"]
+            ramps[f"ramp={ramp:g}"] = hit_at_5(ramp=ramp)
     finally:
         grounded.SOURCE_WEIGHTS["related"] = saved
     related_only = np.mean([bool(set(t for t, _ in r[:5]) & set(h)) for r, h in zip(rankings, drafts["hidden"])])

@@ -146,6 +146,7 @@ def plant_alt_text(s, out: dict) -> int:
     was made)."""
     import psycopg
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from assets.captions.facts import PostFacts
     from assets.captions.grounded import alt_text
@@ -156,23 +157,20 @@ def plant_alt_text(s, out: dict) -> int:
     labels = ("espresso", "golden retriever", "seashore", "mountain bike", "pizza", "acoustic guitar", "sports car",
               "tabby cat", "volcano", "running shoe", "bookshop", "ski")
     posts = lake.read(POSTS, settings=s, columns=["post_id", "author_id", "kind", "caption", "duration_s", "event_date"])
+    media = posts.filter(pc.is_in(posts["kind"], pa.array(["image", "video"])))
     truth = lake.read(f"{s.lake}/meta/synthetic_posts", columns=["post_id", "cluster"])
     cluster = dict(zip(truth["post_id"].to_pylist(), truth["cluster"].to_pylist()))
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = {c: [] for c in captions.COLUMNS}
     t0 = time.perf_counter()
-    for r in posts.to_pylist():
-        if r["kind"] not in ("image", "video"):
-            continue
-        facts = PostFacts(post_id=r["post_id"], kind=r["kind"], caption=r["caption"], duration_s=r["duration_s"],
-                          labels=((labels[cluster.get(r["post_id"], 0) % len(labels)], 0.8),))
-        for c, v in (("post_id", r["post_id"]), ("author_id", r["author_id"]), ("kind", r["kind"]),
-                     ("alt_text", alt_text(facts)), ("captions", []), ("hashtags", []), ("generator", "planted"),
-                     ("fallback", False), ("labels_version", "planted"), ("event_date", r["event_date"]),
-                     ("generated_at", now)):
-            rows[c].append(v)
-    table = pa.table({c: pa.array(v, pa.list_(pa.string()) if c in ("captions", "hashtags") else None)
-                      for c, v in rows.items()})
+    texts = [alt_text(PostFacts(post_id=r["post_id"], kind=r["kind"], caption=r["caption"], duration_s=r["duration_s"],
+                                labels=((labels[cluster.get(r["post_id"], 0) % len(labels)], 0.8),)))
+             for r in media.to_pylist()]
+    n = media.num_rows
+    table = media.select(["post_id", "author_id", "kind", "event_date"]).append_column("alt_text", pa.array(texts))
+    for name, value, type_ in (("captions", [], pa.list_(pa.string())), ("hashtags", [], pa.list_(pa.string())),
+                               ("generator", "planted", pa.string()), ("fallback", False, pa.bool_()),
+                               ("labels_version", "planted", pa.string()),
+                               ("generated_at", dt.datetime.now(dt.timezone.utc), pa.timestamp("us", tz="UTC"))):
+        table = table.append_column(name, pa.array([value] * n, type_))
     with psycopg.connect(s.postgres) as conn:
         captions.ensure_tables(conn)
         n = copy_arrow(conn, captions.TABLE, table)

@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from socialpulse.contracts import BRONZE, TableContract
-from socialpulse.lake import open_table, table_uri, with_missing_columns
+from socialpulse import lake
+from socialpulse.lake import with_missing_columns
 from socialpulse.settings import Settings
 from socialpulse.stores.postgres import copy_arrow, pg_type
 
@@ -104,20 +105,17 @@ def latest_per_key(table: pa.Table, key: tuple[str, ...], order_by: str = "creat
 
 def read_bronze_day(settings: Settings, table: str, day: dt.date) -> pa.Table:
     """One ``event_date`` partition of a bronze table (an empty table if the table does not exist)."""
-    contract = _contract(table)
-    delta = open_table(table_uri(contract, settings))
-    if delta is None:
-        return contract.schema.empty_table()
-    day_rows = delta.to_pyarrow_table(filters=[("event_date", "=", day)])
-    return with_missing_columns(contract, day_rows).cast(contract.schema)
+    return _read_bronze(settings, table, [("event_date", "=", day)])
 
 
 def read_bronze_all(settings: Settings, table: str) -> pa.Table:
+    return _read_bronze(settings, table)
+
+
+def _read_bronze(settings: Settings, table: str, filters=None) -> pa.Table:
+    """Rows of a bronze table in its contract's schema (columns added since a row was written come back null)."""
     contract = _contract(table)
-    delta = open_table(table_uri(contract, settings))
-    if delta is None:
-        return contract.schema.empty_table()
-    return with_missing_columns(contract, delta.to_pyarrow_table()).cast(contract.schema)
+    return with_missing_columns(contract, lake.read(contract, settings=settings, filters=filters)).cast(contract.schema)
 
 
 def export_bronze_partition(settings: Settings, table: str, day: dt.date | str) -> int:
